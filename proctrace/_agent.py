@@ -1,0 +1,71 @@
+"""The agent: a separate process that collects a run's spans and exports them.
+
+Started by the traced program at its first traced process, with the listening
+socket passed as an inherited descriptor. Keeping the exporter (and its gRPC
+channel) here means no process that forks ever holds one, children never wait
+on the network, and export work runs on another core.
+
+Usage (internal): ``python -m proctrace._agent FD SETTINGS_JSON OWNER_PID``
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import time
+
+EXPORT_DEADLINE = 0.8
+
+
+def trace_file_path(directory: str, service: str, owner_pid: int) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime())
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in service) or "trace"
+    return os.path.join(directory, f"{safe}-{stamp}-{owner_pid}.jsonl")
+
+
+def main(argv: list[str]) -> int:
+    # Ctrl-C reaches the whole process group; the agent ends when the program does.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    fd, settings_json, owner = int(argv[0]), argv[1], int(argv[2])
+
+    from opentelemetry.sdk.resources import Resource
+
+    from . import _collector, _config, _export
+
+    settings = _config.Settings.from_dict(json.loads(settings_json))
+    trace_file = trace_file_path(settings.trace_dir, settings.service_name, owner)
+    fallback = trace_file.removesuffix(".jsonl") + "-undelivered.jsonl"
+    pipeline = _export.Pipeline(_export.build(settings, trace_file), fallback)
+    collector = _collector.Collector(
+        socket.socket(fileno=fd),
+        pipeline.add,
+        resource=Resource.create({"service.name": settings.service_name}),
+        owner_pid=owner,
+    )
+    collector.serve()
+    pipeline.shutdown(EXPORT_DEADLINE)
+
+    traces = ", ".join(collector.trace_ids) or "none"
+    if "file" in settings.exporters and collector.delivered:
+        _say(
+            f"{collector.delivered} spans (trace {traces}) written to "
+            f"{_export.relative(trace_file)}"
+        )
+    if pipeline.kept:
+        _say(
+            f"{pipeline.kept} spans could not be sent to {settings.endpoint} "
+            f"({'; '.join(pipeline.errors)}); kept in {_export.relative(fallback)}"
+        )
+    return 0
+
+
+def _say(line: str) -> None:
+    sys.stderr.write(f"proctrace: {line}\n")
+    sys.stderr.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,56 @@
+"""The functions of the public surface other than the decorator."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from . import _config, _runtime, _span
+
+
+def configure(
+    *,
+    service_name: str | None = None,
+    exporter: str | Iterable[str] | None = None,
+    endpoint: str | None = None,
+    protocol: str | None = None,
+    disabled: bool | None = None,
+    trace_dir: str | os.PathLike[str] | None = None,
+    max_repr: int | None = None,
+    log_format: str | None = None,
+    redact: Iterable[str] = (),
+) -> None:
+    """Set what the ``OTEL_*`` variables would set; arguments win over the environment.
+
+    ``exporter`` is ``"otlp"``, ``"console"`` or ``"none"`` (or several);
+    ``protocol`` is ``"grpc"`` (the default) or ``"http/protobuf"``; with no
+    endpoint and no exporter, spans go to a trace file under ``trace_dir``
+    (default ``.proctrace``). ``max_repr`` bounds each argument's repr,
+    ``log_format`` is ``"auto"``, ``"json"`` or ``"console"``, ``redact`` adds
+    argument names to hide everywhere. Raises ConfigurationError for a bad
+    value; call it before the first traced process starts.
+    """
+    _runtime.configure(
+        _config.resolve(
+            service_name=service_name,
+            exporter=exporter,
+            endpoint=endpoint,
+            protocol=protocol,
+            disabled=disabled,
+            trace_dir=trace_dir,
+            max_repr=max_repr,
+            log_format=log_format,
+            redact=redact,
+        )
+    )
+
+
+def current_trace_id() -> str | None:
+    """The 32-hex id of the current trace: the current span's, else this run's; None before."""
+    ids = _span.current_ids()
+    if ids is not None:
+        return ids[0]
+    runtime = _runtime._runtime
+    if runtime is not None and runtime.root_ids is not None:
+        return runtime.root_ids[0]
+    return None

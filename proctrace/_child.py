@@ -1,0 +1,174 @@
+"""What runs around a traced function: the process span, its logs, and how it ended.
+
+As a process target (the function a child was started with), the call opens
+the child's span under the carrier's parent, logs ``process started`` and
+``process finished``/``process failed``, and records the exit code the
+process is about to have. Called any other way, it is a span under the
+current one. Exceptions and ``sys.exit`` propagate unchanged, so
+multiprocessing behaves exactly as without proctrace.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import _args, _config, _decorator, _logs, _patch, _runtime, _span, _wire
+
+_ENTERED_ATTR = "_proctrace_entered"
+
+
+def _exit_code(exc: SystemExit) -> int:
+    # The same rule as multiprocessing's BaseProcess._bootstrap.
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    return 1
+
+
+def _function_name(target: Callable[..., Any]) -> str:
+    module = getattr(target, "__module__", None) or "?"
+    if module == "__mp_main__":  # a spawn child's name for the main module
+        module = "__main__"
+    return f"{module}.{getattr(target, '__qualname__', repr(target))}"
+
+
+def call(
+    wrapper: Callable[..., Any],
+    target: Callable[..., Any],
+    spec: _decorator.TraceSpec,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+) -> Any:
+    proc = multiprocessing.current_process()
+    carrier = getattr(proc, _patch.CARRIER_ATTR, None)
+    is_target = (
+        carrier is not None
+        and getattr(proc, "_target", None) is wrapper
+        and not getattr(proc, _ENTERED_ATTR, False)
+    )
+    if is_target:
+        setattr(proc, _ENTERED_ATTR, True)
+        settings = _config.Settings.from_dict(carrier["settings"])
+        parent = _span.parse_traceparent(carrier["traceparent"])
+        _wire.set_address(carrier["socket"])
+    else:
+        parent = _span.current_ids()
+        if carrier is not None:
+            settings = _config.Settings.from_dict(carrier["settings"])
+            parent = parent or _span.parse_traceparent(carrier["traceparent"])
+        else:
+            runtime = _runtime.ensure()
+            if runtime is None:
+                return target(*args, **kwargs)
+            settings = runtime.settings
+            parent = parent or runtime.root_ids
+    if settings.disabled or parent is None:
+        return target(*args, **kwargs)
+
+    function = _function_name(target)
+    attributes: dict[str, Any] = {
+        "process.pid": os.getpid(),
+        "process.parent_pid": os.getppid(),
+        "proctrace.process.name": proc.name,
+        "code.function.name": function,
+    }
+    if carrier is not None:
+        attributes["proctrace.start_method"] = carrier["start_method"]
+        attributes["proctrace.starter.pid"] = carrier["starter_pid"]
+    shown_args: list[str] = []
+    shown_kwargs: dict[str, str] = {}
+    if spec.record_args:
+        shown_args, shown_kwargs = _args.describe(
+            target,
+            args,
+            kwargs,
+            limit=settings.max_repr,
+            extra=spec.redact + settings.redact,
+        )
+        attributes["proctrace.args"] = shown_args
+        for key, value in shown_kwargs.items():
+            attributes[f"proctrace.kwargs.{key}"] = value
+    name = spec.name or getattr(target, "__qualname__", function)
+    if not is_target:
+        return _run_span(name, parent, attributes, target, args, kwargs)
+    return _run_process(
+        name, parent, attributes, settings, target, args, kwargs, shown_args, shown_kwargs
+    )
+
+
+def _run_span(
+    name: str,
+    parent: tuple[str, str],
+    attributes: dict[str, Any],
+    target: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+) -> Any:
+    span = _span.Span(name, parent[0], parent[1], attributes)
+    status, message = _span.STATUS_UNSET, ""
+    try:
+        with _span.activate(span):
+            return target(*args, **kwargs)
+    except BaseException as exc:
+        span.record_exception(exc)
+        status, message = _span.STATUS_ERROR, f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        span.end(status, message)
+
+
+def _run_process(
+    name: str,
+    parent: tuple[str, str],
+    attributes: dict[str, Any],
+    settings: _config.Settings,
+    target: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    shown_args: list[str],
+    shown_kwargs: dict[str, str],
+) -> Any:
+    _logs.configure(settings.log_format)
+    _logs.set_process_keys(
+        process_name=attributes["proctrace.process.name"],
+        pid=attributes["process.pid"],
+        ppid=attributes["process.parent_pid"],
+        start_method=attributes["proctrace.start_method"],
+        function=attributes["code.function.name"],
+    )
+    log = _logs.logger()
+    span = _span.Span(name, parent[0], parent[1], attributes)
+    started = time.perf_counter()
+    status, message, exit_code = _span.STATUS_UNSET, "", 0
+    failure: BaseException | None = None
+    with _span.activate(span):
+        log.info("process started", args=shown_args, kwargs=shown_kwargs)
+        try:
+            return target(*args, **kwargs)
+        except SystemExit as exc:
+            exit_code = _exit_code(exc)
+            if exit_code != 0:
+                status, message = _span.STATUS_ERROR, f"sys.exit({exc.code!r})"
+            raise
+        except BaseException as exc:
+            failure, exit_code = exc, 1
+            span.record_exception(exc)
+            status, message = _span.STATUS_ERROR, f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            duration_ms = round((time.perf_counter() - started) * 1000, 3)
+            if failure is not None:
+                log.error(
+                    "process failed",
+                    duration_ms=duration_ms,
+                    exit_code=exit_code,
+                    exc_info=failure,
+                )
+            else:
+                log.info("process finished", duration_ms=duration_ms, exit_code=exit_code)
+            span.end(status, message, {"process.exit.code": exit_code})

@@ -1,0 +1,69 @@
+"""A span processor that hands the application's own finished spans to the collector.
+
+Installed on the provider proctrace sets up, it lets spans made through the
+OpenTelemetry API (in the main process or in a fork child) travel the same way
+as proctrace's: as a record over this process's own connection, so no
+exporter or gRPC channel ever exists in a process that forks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from . import _wire
+
+
+def _value(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def record_of(span: ReadableSpan) -> dict[str, Any]:
+    """A finished SDK span as a ``span`` record (the collector's wire form)."""
+    ctx = span.get_span_context()
+    assert ctx is not None
+    return {
+        "k": "span",
+        "trace": format(ctx.trace_id, "032x"),
+        "span": format(ctx.span_id, "016x"),
+        "parent": format(span.parent.span_id, "016x") if span.parent else None,
+        "name": span.name,
+        "kind": span.kind.value,
+        "start": span.start_time,
+        "end": span.end_time,
+        "status": span.status.status_code.value,
+        "message": span.status.description or "",
+        "attrs": {k: _value(v) for k, v in (span.attributes or {}).items()},
+        "events": [
+            [e.name, e.timestamp, {k: _value(v) for k, v in (e.attributes or {}).items()}]
+            for e in span.events
+        ],
+        "links": [
+            [
+                format(link.context.trace_id, "032x"),
+                format(link.context.span_id, "016x"),
+                {k: _value(v) for k, v in (link.attributes or {}).items()},
+            ]
+            for link in span.links
+        ],
+        "scope": span.instrumentation_scope.name if span.instrumentation_scope else None,
+    }
+
+
+class ForwardProcessor(SpanProcessor):
+    """Sends every ended span to the collector; never blocks on the network."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if span.context is not None and span.context.trace_flags.sampled:
+            _wire.send(record_of(span))
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True

@@ -1,0 +1,119 @@
+"""structlog in traced children: process and trace keys on every event, one whole line per event.
+
+proctrace configures structlog only in the processes it traces. When the
+application configured structlog itself, its chain is kept and proctrace's
+processor is put in front of it, so its events carry the same keys.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+from typing import Any
+
+from . import _span
+
+# Keys of the process this is, set once when its traced target starts.
+_process_keys: dict[str, Any] = {}
+_configured_pid: int | None = None
+
+
+def set_process_keys(**keys: Any) -> None:
+    _process_keys.clear()
+    _process_keys.update(keys)
+
+
+def add_process_context(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: add process keys and the current ``trace_id``/``span_id``."""
+    for key, value in _process_keys.items():
+        event_dict.setdefault(key, value)
+    ids = _span.current_ids()
+    if ids is not None:
+        event_dict.setdefault("trace_id", ids[0])
+        event_dict.setdefault("span_id", ids[1])
+    return event_dict
+
+
+class LineWriter:
+    """A structlog logger that writes each rendered event with one ``write(2)``.
+
+    Many children share one stderr pipe; the kernel keeps a single write of up
+    to PIPE_BUF (4096) bytes whole, and one write call is never split by Python.
+    """
+
+    def __init__(self, fd: int = 2) -> None:
+        self._fd = fd
+
+    def msg(self, message: str) -> None:
+        data = (message + "\n").encode("utf-8", "backslashreplace")
+        try:
+            while data:
+                data = data[os.write(self._fd, data) :]
+        except OSError:  # stderr closed: logging must never break the task
+            pass
+
+    log = debug = info = warn = warning = error = err = critical = exception = fatal = msg
+
+
+class LineWriterFactory:
+    def __call__(self, *args: Any) -> LineWriter:
+        return LineWriter()
+
+
+def _use_json(log_format: str) -> bool:
+    if log_format != "auto":
+        return log_format == "json"
+    try:
+        return not os.isatty(2)
+    except OSError:  # pragma: no cover
+        return True
+
+
+def configure(log_format: str) -> None:
+    """Set up structlog in this process (once per process)."""
+    global _configured_pid
+    if _configured_pid == os.getpid():
+        return
+    import structlog
+
+    _configured_pid = os.getpid()
+    if structlog.is_configured():
+        processors = list(structlog.get_config()["processors"])
+        if add_process_context not in processors:
+            structlog.configure(processors=[add_process_context, *processors])
+        return
+    renderer: Any
+    if _use_json(log_format):
+        renderer = structlog.processors.JSONRenderer()
+        exc: list[Any] = [structlog.processors.format_exc_info]
+    else:
+        renderer = structlog.dev.ConsoleRenderer()
+        exc = []
+    structlog.configure(
+        processors=[
+            add_process_context,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+            structlog.processors.StackInfoRenderer(),
+            *exc,
+            renderer,
+        ],
+        logger_factory=LineWriterFactory(),
+        cache_logger_on_first_use=True,
+    )
+
+
+def logger() -> Any:
+    import structlog
+
+    return structlog.get_logger("proctrace")
+
+
+def reset() -> None:
+    """Forget this process's logging setup (tests)."""
+    global _configured_pid
+    _configured_pid = None
+    _process_keys.clear()
+

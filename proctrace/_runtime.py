@@ -1,0 +1,219 @@
+"""The run: set up once in the process that starts the first traced child, torn down at exit.
+
+Setting up means: validate settings, open the collector's socket in a private
+directory, start the collector (a separate agent process that owns the
+exporter, or a thread feeding the application's own SDK provider), open the
+main process's span, and make fork and forkserver children cheap by loading
+what they will need now. Children only ever talk to the collector.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from typing import Any
+
+from . import _config, _span, _wire
+
+# Time the agent gets at exit to drain children's connections and export.
+AGENT_EXIT_TIMEOUT = 1.5
+
+
+class Runtime:
+    """State of one run, owned by the process that set it up."""
+
+    def __init__(self, settings: _config.Settings) -> None:
+        self.pid = os.getpid()
+        self.settings = settings
+        self.settings_dict = settings.to_dict()
+        self.directory = tempfile.mkdtemp(prefix="proctrace-")  # mode 0700
+        self.socket_path = os.path.join(self.directory, "collector.sock")
+        self.agent: subprocess.Popen[bytes] | None = None
+        self.collector_thread: threading.Thread | None = None
+        self.collector: Any = None
+        self.root: _span.Span | None = None
+        self.root_ids: tuple[str, str] | None = None
+
+    def start(self) -> None:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(self.socket_path)
+        listener.listen(4096)
+        provider = _application_provider()
+        if provider is not None:
+            self._start_collector_thread(listener, provider)
+        else:
+            self._start_agent(listener)
+            _install_provider(self.settings)
+        _wire.set_address(self.socket_path)
+        _prepare_children()
+        name = _config.default_service_name()
+        trace_id = _span.new_id(16)
+        self.root = _span.Span(
+            name,
+            trace_id,
+            None,
+            {"process.pid": self.pid, "proctrace.process.name": "MainProcess"},
+        )
+        self.root_ids = (trace_id, self.root.span_id)
+
+    def _start_agent(self, listener: socket.socket) -> None:
+        env = dict(os.environ)
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (package_parent, env.get("PYTHONPATH", "")) if p
+        )
+        fd = listener.fileno()
+        self.agent = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "proctrace._agent",
+                str(fd),
+                json.dumps(self.settings_dict),
+                str(self.pid),
+            ],
+            pass_fds=(fd,),
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        listener.close()
+
+    def _start_collector_thread(self, listener: socket.socket, provider: Any) -> None:
+        from . import _collector
+
+        processor = provider._active_span_processor
+        self.collector = _collector.Collector(
+            listener, processor.on_end, resource=provider.resource
+        )
+        self.collector_thread = threading.Thread(
+            target=self.collector.serve, name="proctrace-collector", daemon=True
+        )
+        self.collector_thread.start()
+
+    def finish(self) -> None:
+        """End the main span, let the collector drain, and clean up; bounded in time."""
+        if self.root is not None:
+            self.root.end(_span.STATUS_UNSET)
+        _wire.send({"k": "shutdown"})
+        _wire.close()
+        if self.agent is not None:
+            try:
+                self.agent.wait(timeout=AGENT_EXIT_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.agent.kill()
+        if self.collector_thread is not None:
+            self.collector_thread.join(timeout=AGENT_EXIT_TIMEOUT)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _application_provider() -> Any:
+    """The SDK TracerProvider the application installed itself, or None."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    provider = trace.get_tracer_provider()
+    return provider if isinstance(provider, TracerProvider) else None
+
+
+def _install_provider(settings: _config.Settings) -> None:
+    """Give the application's own OpenTelemetry API spans the same destination as ours."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from . import _forward
+
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return  # a non-SDK provider the application chose: leave it alone
+    provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}))
+    provider.add_span_processor(_forward.ForwardProcessor())
+    trace.set_tracer_provider(provider)
+
+
+def _prepare_children() -> None:
+    """Load what a child needs now: fork children inherit it, the fork server preloads it."""
+    import structlog  # noqa: F401 - the import is the point
+
+    from . import _child, _logs  # noqa: F401
+
+    try:
+        from multiprocessing import forkserver
+
+        server = forkserver._forkserver
+        if server._forkserver_pid is None:
+            wanted = ["proctrace._child", "structlog"]
+            modules = list(server._preload_modules)
+            server.set_forkserver_preload(modules + [m for m in wanted if m not in modules])
+    except (ImportError, AttributeError):  # pragma: no cover - platform without forkserver
+        pass
+
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+_disabled_settings: _config.Settings | None = None
+_configured: _config.Settings | None = None
+
+
+def active() -> bool:
+    return _runtime is not None and _runtime.pid == os.getpid()
+
+
+def configure(settings: _config.Settings) -> None:
+    global _configured
+    with _lock:
+        if active():
+            raise _config.ConfigurationError(
+                "proctrace.configure() must be called before the first traced process starts"
+            )
+        _configured = settings
+
+
+def settings() -> _config.Settings:
+    """The settings in force here: configured, or read from the environment."""
+    return _configured if _configured is not None else _config.resolve()
+
+
+def ensure() -> Runtime | None:
+    """The run's runtime, set up on first use; None when tracing is disabled."""
+    global _runtime
+    with _lock:
+        if _runtime is not None and _runtime.pid == os.getpid():
+            return _runtime
+        chosen = settings()
+        if chosen.disabled:
+            return None
+        runtime = Runtime(chosen)
+        runtime.start()
+        _runtime = runtime
+        atexit.register(_at_exit)
+        return runtime
+
+
+def _at_exit() -> None:
+    runtime = _runtime
+    if runtime is None or runtime.pid != os.getpid():
+        return
+    # multiprocessing's own exit hook joins the children; it was registered
+    # before ours so it would run after it. Run it first (it runs only once)
+    # so every child has sent its spans before the collector is told to stop.
+    from multiprocessing import util
+
+    util._exit_function()
+    runtime.finish()
+
+
+def reset() -> None:
+    """Tear down the run in this process (tests)."""
+    global _runtime, _configured
+    with _lock:
+        if _runtime is not None and _runtime.pid == os.getpid():
+            _runtime.finish()
+        _runtime = None
+        _configured = None

@@ -1,0 +1,168 @@
+"""proctrace's own spans: plain records sent to the collector, and the current-span context.
+
+A traced child does not import the OpenTelemetry SDK: it makes ids, keeps a
+dict of attributes and sends a start record and an end record. The collector
+turns them into SDK spans. When the OpenTelemetry API is already loaded (fork
+children, the main process), the span is also made current there, so spans the
+application makes and contexts it propagates nest under it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any
+
+from . import _wire
+
+STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2
+
+
+class Span:
+    """A span being recorded in this process; its start was already sent."""
+
+    __slots__ = ("attributes", "events", "name", "parent_id", "span_id", "start_ns", "trace_id")
+
+    def __init__(
+        self, name: str, trace_id: str, parent_id: str | None, attributes: dict[str, Any]
+    ) -> None:
+        self.name = name
+        self.trace_id = trace_id
+        self.parent_id = parent_id
+        self.span_id = new_id(8)
+        self.start_ns = time.time_ns()
+        self.attributes = attributes
+        self.events: list[tuple[str, int, dict[str, Any]]] = []
+        _wire.send(
+            {
+                "k": "start",
+                "trace": trace_id,
+                "span": self.span_id,
+                "parent": parent_id,
+                "name": name,
+                "start": self.start_ns,
+                "attrs": attributes,
+            }
+        )
+
+    def record_exception(self, exc: BaseException) -> None:
+        """Add the OpenTelemetry ``exception`` event: type, message and stack trace."""
+        self.events.append(
+            (
+                "exception",
+                time.time_ns(),
+                {
+                    "exception.type": _qualified(type(exc)),
+                    "exception.message": _message(exc),
+                    "exception.stacktrace": "".join(
+                        traceback.format_exception(type(exc), exc, exc.__traceback__)
+                    ),
+                },
+            )
+        )
+
+    def end(self, status: int, message: str = "", attributes: dict[str, Any] | None = None) -> int:
+        """Send the end record; return the end time in ns."""
+        end_ns = time.time_ns()
+        _wire.send(
+            {
+                "k": "end",
+                "span": self.span_id,
+                "end": end_ns,
+                "status": status,
+                "message": message,
+                "attrs": attributes or {},
+                "events": self.events,
+            }
+        )
+        return end_ns
+
+
+def _qualified(kind: type) -> str:
+    module = kind.__module__
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return f"<unprintable {type(exc).__name__}>"
+
+
+def new_id(nbytes: int) -> str:
+    """A random non-zero id as lowercase hex (W3C trace context form)."""
+    while True:
+        raw = os.urandom(nbytes)
+        if any(raw):
+            return raw.hex()
+
+
+def parse_traceparent(value: str) -> tuple[str, str] | None:
+    """``(trace_id, span_id)`` from a W3C ``traceparent``, or None if malformed."""
+    parts = value.split("-")
+    if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
+        return None
+    try:
+        int(parts[1], 16), int(parts[2], 16)
+    except ValueError:
+        return None
+    if int(parts[1], 16) == 0 or int(parts[2], 16) == 0:
+        return None
+    return parts[1], parts[2]
+
+
+def traceparent(trace_id: str, span_id: str) -> str:
+    return f"00-{trace_id}-{span_id}-01"
+
+
+# The span proctrace made current in this thread of this process (or None).
+_current: ContextVar[Span | None] = ContextVar("proctrace_current_span", default=None)
+
+
+def current_ids() -> tuple[str, str] | None:
+    """``(trace_id, span_id)`` of the innermost current span, from OpenTelemetry or proctrace."""
+    if "opentelemetry.trace" in sys.modules:
+        from opentelemetry import trace
+
+        ctx = trace.get_current_span().get_span_context()
+        if ctx.is_valid:
+            return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+    span = _current.get()
+    if span is not None:
+        return span.trace_id, span.span_id
+    return None
+
+
+def current() -> Span | None:
+    return _current.get()
+
+
+@contextlib.contextmanager
+def activate(span: Span) -> Iterator[None]:
+    """Make ``span`` current here, and in OpenTelemetry's context when its API is loaded."""
+    token = _current.set(span)
+    otel_token = None
+    if "opentelemetry.trace" in sys.modules:
+        from opentelemetry import context, trace
+
+        span_context = trace.SpanContext(
+            int(span.trace_id, 16),
+            int(span.span_id, 16),
+            is_remote=False,
+            trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+        )
+        otel_token = context.attach(trace.set_span_in_context(trace.NonRecordingSpan(span_context)))
+    try:
+        yield
+    finally:
+        if otel_token is not None:
+            from opentelemetry import context
+
+            context.detach(otel_token)
+        _current.reset(token)
