@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from . import _config, _runtime, _span
+from . import _config, _span
 
 
 def configure(
@@ -30,6 +30,8 @@ def configure(
     argument names to hide everywhere. Raises ConfigurationError for a bad
     value; call it before the first traced process starts.
     """
+    from . import _runtime
+
     _runtime.configure(
         _config.resolve(
             service_name=service_name,
@@ -50,6 +52,8 @@ def current_trace_id() -> str | None:
     ids = _span.current_ids()
     if ids is not None:
         return ids[0]
+    from . import _runtime
+
     runtime = _runtime._runtime
     if runtime is not None and runtime.root_ids is not None:
         return runtime.root_ids[0]

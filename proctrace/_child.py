@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import _args, _config, _decorator, _logs, _patch, _runtime, _span, _wire
+from . import _args, _config, _decorator, _logs, _patch, _span, _wire
 
 _ENTERED_ATTR = "_proctrace_entered"
 
@@ -62,6 +62,8 @@ def call(
             settings = _config.Settings.from_dict(carrier["settings"])
             parent = parent or _span.parse_traceparent(carrier["traceparent"])
         else:
+            from . import _runtime
+
             runtime = _runtime.ensure()
             if runtime is None:
                 return target(*args, **kwargs)

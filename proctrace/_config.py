@@ -10,7 +10,6 @@ import dataclasses
 import os
 import sys
 from collections.abc import Iterable, Mapping
-from urllib.parse import urlsplit
 
 EXPORTERS = ("otlp", "console", "none")
 PROTOCOLS = ("grpc", "http/protobuf")
@@ -65,6 +64,8 @@ def _truthy(value: str | None) -> bool:
 
 
 def _check_endpoint(name: str, endpoint: str) -> str:
+    from urllib.parse import urlsplit
+
     parts = urlsplit(endpoint)
     try:
         parts.port  # noqa: B018 - raises ValueError for a malformed port
@@ -76,6 +77,12 @@ def _check_endpoint(name: str, endpoint: str) -> str:
             "(it needs an http:// or https:// scheme and a host)"
         )
     return endpoint
+
+
+def _path_is_empty(endpoint: str) -> bool:
+    from urllib.parse import urlsplit
+
+    return not urlsplit(endpoint).path.strip("/")
 
 
 def resolve(
@@ -108,7 +115,7 @@ def resolve(
     traces_endpoint: str | None
     if endpoint is not None:
         traces_endpoint = _check_endpoint("endpoint", endpoint)
-        if protocol == "http/protobuf" and not urlsplit(endpoint).path.rstrip("/"):
+        if protocol == "http/protobuf" and _path_is_empty(endpoint):
             traces_endpoint = endpoint.rstrip("/") + "/v1/traces"
     elif env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         traces_endpoint = _check_endpoint(

@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+import threading
+
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
 from . import _wire
 
@@ -67,3 +69,20 @@ class ForwardProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+class ForwardingTracerProvider(TracerProvider):
+    """The SDK provider proctrace installs: every span goes to the collector.
+
+    The SDK's provider re-detects its resource in every fork child, which
+    starts a thread pool there and costs each child milliseconds. This
+    provider's resource is fixed (the agent sets the exported resource), so a
+    fork child only needs a fresh lock.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_span_processor(ForwardProcessor())
+
+    def _handle_fork(self) -> None:
+        self._tracers_lock = threading.Lock()

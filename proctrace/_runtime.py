@@ -126,14 +126,14 @@ def _install_provider(settings: _config.Settings) -> None:
     """Give the application's own OpenTelemetry API spans the same destination as ours."""
     from opentelemetry import trace
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
 
     from . import _forward
 
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return  # a non-SDK provider the application chose: leave it alone
-    provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}))
-    provider.add_span_processor(_forward.ForwardProcessor())
+    provider = _forward.ForwardingTracerProvider(
+        resource=Resource({"service.name": settings.service_name}), shutdown_on_exit=False
+    )
     trace.set_tracer_provider(provider)
 
 
@@ -157,7 +157,6 @@ def _prepare_children() -> None:
 
 _lock = threading.Lock()
 _runtime: Runtime | None = None
-_disabled_settings: _config.Settings | None = None
 _configured: _config.Settings | None = None
 
 
