@@ -8,14 +8,16 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from ._api import configure, current_trace_id
-from ._config import ConfigurationError
+from ._api import configure, current_trace_id, settings
+from ._config import ConfigurationError, Settings
 from ._decorator import traced
 
 __all__ = [
     "ConfigurationError",
+    "Settings",
     "__version__",
     "configure",
     "current_trace_id",
+    "settings",
     "traced",
 ]

@@ -55,6 +55,13 @@ def current_trace_id() -> str | None:
     from . import _runtime
 
     runtime = _runtime._runtime
-    if runtime is not None and runtime.root_ids is not None:
-        return runtime.root_ids[0]
+    if runtime is not None and runtime.root is not None:
+        return runtime.root.trace_id
     return None
+
+
+def settings() -> _config.Settings:
+    """The settings in force: those given to ``configure()``, else read from the environment."""
+    from . import _runtime
+
+    return _runtime.settings()

@@ -48,7 +48,7 @@ def capture(proc: Any) -> dict[str, Any] | None:
             return None
         settings = runtime.settings_dict
         socket_path = runtime.socket_path
-        parent = _span.current_ids() or runtime.root_ids
+        parent = _span.current_ids() or runtime.root_ids()
     if settings.get("disabled") or parent is None:
         return None
     return {

@@ -68,7 +68,7 @@ def call(
             if runtime is None:
                 return target(*args, **kwargs)
             settings = runtime.settings
-            parent = parent or runtime.root_ids
+            parent = parent or runtime.root_ids()
     if settings.disabled or parent is None:
         return target(*args, **kwargs)
 

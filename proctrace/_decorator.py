@@ -63,9 +63,10 @@ def traced(
             return _child.call(wrapper, target, spec, args, kwargs)
 
         wrapper.__proctrace__ = spec  # type: ignore[attr-defined]
-        from . import _patch
+        from . import _patch, _runtime
 
         _patch.install()
+        _runtime.prepare_main()
         return wrapper
 
     if fn is not None:

@@ -61,8 +61,13 @@ class ForwardProcessor(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
-        if span.context is not None and span.context.trace_flags.sampled:
-            _wire.send(record_of(span))
+        if span.context is None or not span.context.trace_flags.sampled:
+            return
+        if _wire.address() is None:
+            from . import _runtime
+
+            _runtime.ensure()  # the application's first span starts the run
+        _wire.send(record_of(span))
 
     def shutdown(self) -> None:
         pass
@@ -86,3 +91,29 @@ class ForwardingTracerProvider(TracerProvider):
 
     def _handle_fork(self) -> None:
         self._tracers_lock = threading.Lock()
+
+
+def yield_to_application_provider() -> None:
+    """Let the application replace proctrace's provider with its own SDK provider.
+
+    proctrace installs its provider when the first function is decorated, so
+    that spans made before any process starts are kept. An application that
+    then calls ``trace.set_tracer_provider()`` expects its provider to win, as
+    it would without proctrace; the API would refuse a second provider, so
+    this wrapper hands the place over instead.
+    """
+    from opentelemetry import trace
+
+    original = trace.set_tracer_provider
+    if getattr(original, "__proctrace__", False):
+        return
+
+    def set_tracer_provider(tracer_provider: trace.TracerProvider) -> None:
+        current = trace._TRACER_PROVIDER
+        if isinstance(current, ForwardingTracerProvider) and tracer_provider is not current:
+            trace._TRACER_PROVIDER = tracer_provider
+            return
+        original(tracer_provider)
+
+    set_tracer_provider.__proctrace__ = True  # type: ignore[attr-defined]
+    trace.set_tracer_provider = set_tracer_provider

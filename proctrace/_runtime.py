@@ -39,7 +39,6 @@ class Runtime:
         self.collector_thread: threading.Thread | None = None
         self.collector: Any = None
         self.root: _span.Span | None = None
-        self.root_ids: tuple[str, str] | None = None
 
     def start(self) -> None:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -53,15 +52,19 @@ class Runtime:
             _install_provider(self.settings)
         _wire.set_address(self.socket_path)
         _prepare_children()
-        name = _config.default_service_name()
-        trace_id = _span.new_id(16)
-        self.root = _span.Span(
-            name,
-            trace_id,
-            None,
-            {"process.pid": self.pid, "proctrace.process.name": "MainProcess"},
-        )
-        self.root_ids = (trace_id, self.root.span_id)
+
+    def root_ids(self) -> tuple[str, str]:
+        """Ids of the main process's span, opened the first time a process starts outside any
+        span; it ends at exit, so one run is one trace."""
+        with _lock:
+            if self.root is None:
+                self.root = _span.Span(
+                    _config.default_service_name(),
+                    _span.new_id(16),
+                    None,
+                    {"process.pid": self.pid, "proctrace.process.name": "MainProcess"},
+                )
+            return self.root.trace_id, self.root.span_id
 
     def _start_agent(self, listener: socket.socket) -> None:
         env = dict(os.environ)
@@ -118,7 +121,11 @@ def _application_provider() -> Any:
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
 
+    from ._forward import ForwardingTracerProvider
+
     provider = trace.get_tracer_provider()
+    if isinstance(provider, ForwardingTracerProvider):
+        return None
     return provider if isinstance(provider, TracerProvider) else None
 
 
@@ -135,6 +142,28 @@ def _install_provider(settings: _config.Settings) -> None:
         resource=Resource({"service.name": settings.service_name}), shutdown_on_exit=False
     )
     trace.set_tracer_provider(provider)
+    _forward.yield_to_application_provider()
+
+
+def is_main_program() -> bool:
+    """True in the program's own process; False in children and while a child imports main."""
+    import multiprocessing
+
+    current = multiprocessing.current_process()
+    return multiprocessing.parent_process() is None and not getattr(current, "_inheriting", False)
+
+
+def prepare_main() -> None:
+    """Install proctrace's provider now, so application spans made before any process starts
+    are recorded too. Only in the main program; a child must not pay for the SDK import."""
+    if _runtime is not None or not is_main_program():
+        return
+    try:
+        chosen = settings()
+    except _config.ConfigurationError:
+        return  # reported when the first traced process starts
+    if not chosen.disabled:
+        _install_provider(chosen)
 
 
 def _prepare_children() -> None:
@@ -155,7 +184,7 @@ def _prepare_children() -> None:
         pass
 
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _runtime: Runtime | None = None
 _configured: _config.Settings | None = None
 

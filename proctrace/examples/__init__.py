@@ -1,0 +1,1 @@
+"""Runnable examples: ``python -m proctrace.examples.create --method spawn``."""
