@@ -103,7 +103,7 @@ def safe_repr(value: object, limit: int) -> str:
         if isinstance(exc, KeyboardInterrupt):
             raise
         try:
-            kind = type(value).__qualname__
+            kind = type(value).__name__
         except Exception:  # pragma: no cover - type() always works on CPython
             kind = "object"
         return f"<unrepresentable {kind}: {type(exc).__name__}>"

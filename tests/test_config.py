@@ -1,0 +1,80 @@
+"""Settings from the OTEL_* variables and configure(): defaults, precedence and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from proctrace._config import ConfigurationError, Settings, resolve
+
+
+def test_no_endpoint_and_no_exporter_means_the_local_trace_file():
+    """The embedded default needs nothing configured."""
+    settings = resolve(env={})
+    assert settings.exporters == ("file",)
+    assert settings.endpoint is None
+    assert settings.protocol == "grpc"
+    assert settings.trace_dir.endswith(".proctrace")
+
+
+def test_an_endpoint_alone_selects_otlp_and_http_gets_the_traces_path():
+    """OTEL_EXPORTER_OTLP_ENDPOINT implies otlp; for http/protobuf /v1/traces is appended."""
+    grpc = resolve(env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"})
+    assert (grpc.exporters, grpc.endpoint) == (("otlp",), "http://collector:4317")
+    http = resolve(
+        env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        }
+    )
+    assert http.endpoint == "http://collector:4318/v1/traces"
+
+
+def test_the_traces_endpoint_wins_and_is_used_as_given():
+    """OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is taken verbatim, over the generic endpoint."""
+    settings = resolve(
+        env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://b:9999/custom",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        }
+    )
+    assert settings.endpoint == "http://b:9999/custom"
+
+
+def test_arguments_win_over_the_environment():
+    """configure() arguments override variables."""
+    settings = resolve(
+        env={"OTEL_SERVICE_NAME": "env", "OTEL_TRACES_EXPORTER": "console"},
+        service_name="arg",
+        exporter="none",
+    )
+    assert (settings.service_name, settings.exporters) == ("arg", ("none",))
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon"}, "protocol 'carrier-pigeon'"),
+        ({"OTEL_TRACES_EXPORTER": "zipkin"}, "exporter zipkin"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost:4317"}, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://host:99999"}, "Port out of range"),
+        ({"PROCTRACE_MAX_REPR": "many"}, "PROCTRACE_MAX_REPR"),
+        ({"PROCTRACE_LOG_FORMAT": "xml"}, "log format 'xml'"),
+    ],
+)
+def test_bad_values_raise_one_clear_error_naming_the_setting(env, message):
+    """Each malformed setting is a ConfigurationError whose message names it."""
+    with pytest.raises(ConfigurationError, match=message):
+        resolve(env=env)
+
+
+def test_sdk_disabled_is_read_from_the_environment():
+    """OTEL_SDK_DISABLED=true disables everything."""
+    assert resolve(env={"OTEL_SDK_DISABLED": "true"}).disabled
+    assert not resolve(env={"OTEL_SDK_DISABLED": "false"}).disabled
+
+
+def test_settings_survive_a_round_trip_as_plain_data():
+    """Settings travel to children as a plain dict."""
+    settings = resolve(env={}, redact=["pin"], exporter=["console", "otlp"])
+    assert Settings.from_dict(settings.to_dict()) == settings
