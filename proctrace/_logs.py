@@ -71,6 +71,14 @@ def _use_json(log_format: str) -> bool:
         return True
 
 
+def _colors() -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
+    try:
+        return os.isatty(2) and not os.environ.get("NO_COLOR")
+    except OSError:  # pragma: no cover
+        return False
+
+
 def configure(log_format: str) -> None:
     """Set up structlog in this process (once per process)."""
     global _configured_pid
@@ -89,7 +97,7 @@ def configure(log_format: str) -> None:
         renderer = structlog.processors.JSONRenderer()
         exc: list[Any] = [structlog.processors.format_exc_info]
     else:
-        renderer = structlog.dev.ConsoleRenderer()
+        renderer = structlog.dev.ConsoleRenderer(colors=_colors())
         exc = []
     structlog.configure(
         processors=[

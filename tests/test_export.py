@@ -178,3 +178,24 @@ def test_an_application_provider_is_kept_and_receives_the_child_spans(
     assert spans["task"][0].parent_span_id == spans["app-span"][0].span_id
     assert {s.resource["service.name"] for s in receiver.spans} == {"own-provider"}
     assert "Overriding" not in run.stderr
+
+
+def test_a_bad_setting_fails_start_with_one_clear_error(run_script):
+    """A malformed protocol is reported once, in the program, before any child runs."""
+    run = run_script(PROGRAM, env={"OTEL_EXPORTER_OTLP_PROTOCOL": "smoke-signals"})
+    assert run.returncode == 1
+    assert "proctrace._config.ConfigurationError: OTLP protocol 'smoke-signals'" in run.stderr
+    assert "process started" not in run.stderr
+
+
+def test_the_traced_program_never_loads_an_exporter_or_grpc(run_script, receiver, method):
+    """Exporters live in the agent: no gRPC channel exists in a process that forks."""
+    source = PROGRAM + """
+    import sys
+    print(sorted(m for m in sys.modules if m == "grpc" or m.startswith("opentelemetry.exporter")))
+"""
+    run = run_script(source.replace("\n    import sys", "\n    import sys", 1), method,
+                     env=receiver.env())
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "[]"
+    settle(receiver, 3)

@@ -1,0 +1,89 @@
+"""Log output of traced children: format choice and whole lines on a shared pipe."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+import textwrap
+
+from conftest import clean_env
+
+MANY = """
+import multiprocessing, sys
+import structlog
+from proctrace import traced
+
+@traced
+def chatty(i):
+    log = structlog.get_logger()
+    for n in range(50):
+        log.info("tick", worker=i, n=n, padding="p" * (40 * (n % 5)))
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(sys.argv[1])
+    ps = [ctx.Process(target=chatty, args=(i,)) for i in range(int(sys.argv[2]))]
+    for p in ps: p.start()
+    for p in ps: p.join()
+"""
+
+
+def test_concurrent_children_write_whole_json_lines_to_one_pipe(run_script, method):
+    """Children sharing one stderr pipe never interleave inside a line."""
+    count = 12 if method == "fork" else 4
+    run = run_script(MANY, method, str(count), env={"OTEL_TRACES_EXPORTER": "none"})
+    assert run.returncode == 0, run.stderr
+    lines = [line for line in run.stderr.splitlines() if not line.startswith("proctrace:")]
+    parsed = [json.loads(line) for line in lines]  # raises on a torn line
+    ticks = [entry for entry in parsed if entry["event"] == "tick"]
+    assert len(ticks) == count * 50
+    assert all(len(entry["trace_id"]) == 32 for entry in ticks)
+    assert "Exception ignored" not in run.stderr
+
+
+def test_log_format_can_be_forced_to_console(run_script):
+    """PROCTRACE_LOG_FORMAT=console renders structlog's console format even on a pipe."""
+    run = run_script(MANY, "fork", "1", env={"OTEL_TRACES_EXPORTER": "none",
+                                             "PROCTRACE_LOG_FORMAT": "console"})
+    assert run.returncode == 0, run.stderr
+    first = run.stderr.splitlines()[0]
+    assert "process started" in first and not first.startswith("{")
+    assert "trace_id=" in first
+
+
+def test_a_terminal_gets_the_console_renderer_and_json_can_be_forced(tmp_path):
+    """On a terminal the default is structlog's console renderer; PROCTRACE_LOG_FORMAT=json
+    forces JSON there."""
+    script = tmp_path / "prog.py"
+    script.write_text(textwrap.dedent(MANY))
+
+    def run_on_tty(**env: str) -> str:
+        leader, follower = pty.openpty()
+        proc = subprocess.Popen(
+            [sys.executable, str(script), "fork", "1"],
+            cwd=tmp_path,
+            env=clean_env(OTEL_TRACES_EXPORTER="none", **env),
+            stdout=subprocess.DEVNULL,
+            stderr=follower,
+        )
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # EIO: the other side is closed
+                break
+            if not data:
+                break
+            chunks.append(data)
+        proc.wait(timeout=60)
+        os.close(leader)
+        return b"".join(chunks).decode(errors="replace")
+
+    console = run_on_tty()
+    assert "process started" in console
+    assert '{"' not in console
+    forced = run_on_tty(PROCTRACE_LOG_FORMAT="json")
+    assert '"event": "process started"' in forced
