@@ -29,7 +29,10 @@ if __name__ == "__main__":
     batches = [["a.png", "b.png"], ["c.png"], ["d.png", "e.png", "f.png"]]
     workers = [
         multiprocessing.Process(
-            target=resize_images, name=f"resizer-{i}", args=(batch, 256), kwargs={"api_key": "k-123"}
+            target=resize_images,
+            name=f"resizer-{i}",
+            args=(batch, 256),
+            kwargs={"api_key": "k-123"},
         )
         for i, batch in enumerate(batches)
     ]

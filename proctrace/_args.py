@@ -99,7 +99,7 @@ def safe_repr(value: object, limit: int) -> str:
     """``repr(value)`` cut to ``limit`` characters; never raises."""
     try:
         text = repr(value)
-    except BaseException as exc:  # noqa: BLE001 - a repr may raise anything, even SystemExit
+    except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
         try:

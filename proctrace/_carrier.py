@@ -35,9 +35,9 @@ def capture(proc: Any) -> dict[str, Any] | None:
     from . import _runtime
 
     here = inherited()
-    if here is None and _decorator.spec_of(getattr(proc, "_target", None)) is None:
-        if not _runtime.active():
-            return None
+    traced_target = _decorator.spec_of(getattr(proc, "_target", None)) is not None
+    if here is None and not traced_target and not _runtime.active():
+        return None
     if here is not None:
         settings = here["settings"]
         socket_path = here["socket"]

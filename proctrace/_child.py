@@ -45,13 +45,14 @@ def call(
     kwargs: Mapping[str, Any],
 ) -> Any:
     proc = multiprocessing.current_process()
-    carrier = getattr(proc, _patch.CARRIER_ATTR, None)
+    carrier: dict[str, Any] | None = getattr(proc, _patch.CARRIER_ATTR, None)
     is_target = (
         carrier is not None
         and getattr(proc, "_target", None) is wrapper
         and not getattr(proc, _ENTERED_ATTR, False)
     )
     if is_target:
+        assert carrier is not None
         setattr(proc, _ENTERED_ATTR, True)
         settings = _config.Settings.from_dict(carrier["settings"])
         parent = _span.parse_traceparent(carrier["traceparent"])
@@ -95,7 +96,7 @@ def call(
         attributes["proctrace.args"] = shown_args
         for key, value in shown_kwargs.items():
             attributes[f"proctrace.kwargs.{key}"] = value
-    name = spec.name or getattr(target, "__qualname__", function)
+    name = spec.name or str(getattr(target, "__qualname__", function))
     if not is_target:
         return _run_span(name, parent, attributes, target, args, kwargs)
     return _run_process(

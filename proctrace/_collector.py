@@ -47,7 +47,7 @@ def to_span(record: dict[str, Any], resource: Resource) -> ReadableSpan:
         parent=SpanContext(trace_id, int(parent, 16), True, _SAMPLED) if parent else None,
         resource=resource,
         attributes=_attrs(record.get("attrs")),
-        events=[Event(name, _attrs(attrs), int(ts)) for name, ts, attrs in record.get("events", ())],
+        events=[Event(n, _attrs(attrs), int(ts)) for n, ts, attrs in record.get("events", ())],
         links=[
             Link(SpanContext(int(t, 16), int(s, 16), True, _SAMPLED), _attrs(a))
             for t, s, a in record.get("links", ())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Iterable
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -60,7 +60,7 @@ def traced(
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             from . import _child
 
-            return _child.call(wrapper, target, spec, args, kwargs)
+            return cast(R, _child.call(wrapper, target, spec, args, kwargs))
 
         wrapper.__proctrace__ = spec  # type: ignore[attr-defined]
         from . import _patch, _runtime

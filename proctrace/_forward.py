@@ -8,11 +8,10 @@ exporter or gRPC channel ever exists in a process that forks.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from opentelemetry.context import Context
-import threading
-
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
 from . import _wire

@@ -176,9 +176,9 @@ def _prepare_children() -> None:
         from multiprocessing import forkserver
 
         server = forkserver._forkserver
-        if server._forkserver_pid is None:
+        if getattr(server, "_forkserver_pid", 0) is None:  # not started yet
             wanted = ["proctrace._child", "structlog"]
-            modules = list(server._preload_modules)
+            modules = list(getattr(server, "_preload_modules", ["__main__"]))
             server.set_forkserver_preload(modules + [m for m in wanted if m not in modules])
     except (ImportError, AttributeError):  # pragma: no cover - platform without forkserver
         pass
@@ -233,7 +233,7 @@ def _at_exit() -> None:
     # so every child has sent its spans before the collector is told to stop.
     from multiprocessing import util
 
-    util._exit_function()
+    util._exit_function()  # type: ignore[attr-defined]
     runtime.finish()
 
 

@@ -250,7 +250,9 @@ def test_long_reprs_are_truncated_to_the_configured_length(run_script, receiver)
         pass
 
     if __name__ == "__main__":
-        p = multiprocessing.get_context("fork").Process(target=big, args=("x" * 10_000_000,), kwargs={"label": "y" * 500})
+        p = multiprocessing.get_context("fork").Process(
+            target=big, args=("x" * 10_000_000,), kwargs={"label": "y" * 500}
+        )
         p.start(); p.join()
     """
     run = run_script(source, env={**receiver.env(), "PROCTRACE_MAX_REPR": "40"})

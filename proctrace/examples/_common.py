@@ -11,7 +11,9 @@ METHODS = ("fork", "spawn", "forkserver")
 JAEGER_UI = "http://localhost:16686"
 
 
-def parse_method(description: str, argv: Sequence[str] | None, default: str | None = None) -> str | None:
+def parse_method(
+    description: str, argv: Sequence[str] | None, default: str | None = None
+) -> str | None:
     """The start method named by ``--method`` (or ``default``)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
@@ -20,7 +22,8 @@ def parse_method(description: str, argv: Sequence[str] | None, default: str | No
         default=default,
         help="multiprocessing start method (default: %(default)s)",
     )
-    return parser.parse_args(argv).method
+    method: str | None = parser.parse_args(argv).method
+    return method
 
 
 def finish() -> None:
