@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 from ._api import configure, current_trace_id, settings
 from ._config import ConfigurationError, Settings
 from ._decorator import traced
+from ._instrument import instrument, uninstrument
 
 __all__ = [
     "ConfigurationError",
@@ -18,6 +19,8 @@ __all__ = [
     "__version__",
     "configure",
     "current_trace_id",
+    "instrument",
     "settings",
     "traced",
+    "uninstrument",
 ]

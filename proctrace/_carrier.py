@@ -30,31 +30,75 @@ def start_method_of(proc: Any) -> str:
     return str(mp_context._default_context.get_start_method())
 
 
-def capture(proc: Any) -> dict[str, Any] | None:
-    """The carrier for ``proc``, or None when it is not to be traced."""
+def fallback_parent() -> tuple[str, str] | None:
+    """Where a process nests when no span is current: the parent this process was started
+    under (in a child), or the run's main-process span (in the main program)."""
+    here = inherited()
+    if here is not None:
+        return _span.parse_traceparent(here["traceparent"])
     from . import _runtime
 
+    runtime = _runtime.ensure()
+    return runtime.root_ids() if runtime is not None else None
+
+
+def capture(proc: Any) -> dict[str, Any] | None:
+    """The carrier for ``proc``, or None when it is not to be traced.
+
+    A process is followed when its target is decorated, when it is a pool's
+    worker, under ``instrument()``, or once the run is under way (so that the
+    traced grandchildren of an undecorated child still link up).
+    """
+    from . import _instrument, _pool, _runtime
+
     here = inherited()
-    traced_target = _decorator.spec_of(getattr(proc, "_target", None)) is not None
-    if here is None and not traced_target and not _runtime.active():
+    target = getattr(proc, "_target", None)
+    traced_target = _decorator.spec_of(target) is not None
+    pool_parent = _pool.spawning_parent(proc)
+    instrumenting = _instrument.enabled()
+    if (
+        here is None
+        and not traced_target
+        and pool_parent is None
+        and not instrumenting
+        and not _runtime.active()
+    ):
         return None
     if here is not None:
         settings = here["settings"]
         socket_path = here["socket"]
-        parent = _span.current_ids() or _span.parse_traceparent(here["traceparent"])
     else:
         runtime = _runtime.ensure()
         if runtime is None:
             return None
         settings = runtime.settings_dict
         socket_path = runtime.socket_path
-        parent = _span.current_ids() or runtime.root_ids()
+    parent = (
+        (_span.parse_traceparent(pool_parent) if pool_parent else None)
+        or _span.current_ids()
+        or fallback_parent()
+    )
     if settings.get("disabled") or parent is None:
         return None
+    if not traced_target and target is not None and (pool_parent or instrumenting):
+        from . import _follow
+
+        if not isinstance(target, _follow.ProcessTarget):
+            spec = _follow.PLAIN
+            if pool_parent:  # a pool's worker loop: its arguments are queues
+                spec = _decorator.TraceSpec(name=_function_name(target), record_args=False)
+            proc._target = _follow.ProcessTarget(target, spec)
     return {
         "traceparent": _span.traceparent(*parent),
         "socket": socket_path,
         "settings": settings,
         "starter_pid": os.getpid(),
         "start_method": start_method_of(proc),
+        "instrument": instrumenting,
     }
+
+
+def _function_name(target: Any) -> str:
+    from ._child import function_name
+
+    return function_name(target)

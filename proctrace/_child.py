@@ -3,9 +3,9 @@
 As a process target (the function a child was started with), the call opens
 the child's span under the carrier's parent, logs ``process started`` and
 ``process finished``/``process failed``, and records the exit code the
-process is about to have. Called any other way, it is a span under the
-current one. Exceptions and ``sys.exit`` propagate unchanged, so
-multiprocessing behaves exactly as without proctrace.
+process is about to have. Called any other way (a pool task, a direct call),
+it is a span under the current one. Exceptions and ``sys.exit`` propagate
+unchanged, so multiprocessing behaves exactly as without proctrace.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 from . import _args, _config, _decorator, _logs, _patch, _span, _wire
 
 _ENTERED_ATTR = "_proctrace_entered"
+_settings_cache: tuple[int, _config.Settings] | None = None
 
 
 def _exit_code(exc: SystemExit) -> int:
@@ -30,11 +31,21 @@ def _exit_code(exc: SystemExit) -> int:
     return 1
 
 
-def _function_name(target: Callable[..., Any]) -> str:
+def function_name(target: Callable[..., Any]) -> str:
+    """Module-qualified name, with ``__main__`` for a spawn child's ``__mp_main__``."""
     module = getattr(target, "__module__", None) or "?"
-    if module == "__mp_main__":  # a spawn child's name for the main module
+    if module == "__mp_main__":
         module = "__main__"
-    return f"{module}.{getattr(target, '__qualname__', repr(target))}"
+    return f"{module}.{getattr(target, '__qualname__', type(target).__qualname__)}"
+
+
+def carrier_settings(carrier: dict[str, Any]) -> _config.Settings:
+    """The carrier's settings, decoded once per process."""
+    global _settings_cache
+    raw = carrier["settings"]
+    if _settings_cache is None or _settings_cache[0] != id(raw):
+        _settings_cache = (id(raw), _config.Settings.from_dict(raw))
+    return _settings_cache[1]
 
 
 def call(
@@ -44,41 +55,32 @@ def call(
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
 ) -> Any:
+    """The ``@traced`` wrapper's body: a process span for the process target, else a span."""
     proc = multiprocessing.current_process()
     carrier: dict[str, Any] | None = getattr(proc, _patch.CARRIER_ATTR, None)
-    is_target = (
+    if (
         carrier is not None
         and getattr(proc, "_target", None) is wrapper
         and not getattr(proc, _ENTERED_ATTR, False)
-    )
-    if is_target:
-        assert carrier is not None
-        setattr(proc, _ENTERED_ATTR, True)
-        settings = _config.Settings.from_dict(carrier["settings"])
-        parent = _span.parse_traceparent(carrier["traceparent"])
-        _wire.set_address(carrier["socket"])
-    else:
-        parent = _span.current_ids()
-        if carrier is not None:
-            settings = _config.Settings.from_dict(carrier["settings"])
-            parent = parent or _span.parse_traceparent(carrier["traceparent"])
-        else:
-            from . import _runtime
+    ):
+        return run_process(target, spec, carrier, args, kwargs)
+    return run_call(target, spec, carrier, args, kwargs)
 
-            runtime = _runtime.ensure()
-            if runtime is None:
-                return target(*args, **kwargs)
-            settings = runtime.settings
-            parent = parent or runtime.root_ids()
-    if settings.disabled or parent is None:
-        return target(*args, **kwargs)
 
-    function = _function_name(target)
+def _attributes(
+    proc: Any,
+    carrier: dict[str, Any] | None,
+    target: Callable[..., Any],
+    spec: _decorator.TraceSpec,
+    settings: _config.Settings,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+) -> tuple[dict[str, Any], list[str], dict[str, str]]:
     attributes: dict[str, Any] = {
         "process.pid": os.getpid(),
         "process.parent_pid": os.getppid(),
         "proctrace.process.name": proc.name,
-        "code.function.name": function,
+        "code.function.name": function_name(target),
     }
     if carrier is not None:
         attributes["proctrace.start_method"] = carrier["start_method"]
@@ -87,32 +89,43 @@ def call(
     shown_kwargs: dict[str, str] = {}
     if spec.record_args:
         shown_args, shown_kwargs = _args.describe(
-            target,
-            args,
-            kwargs,
-            limit=settings.max_repr,
-            extra=spec.redact + settings.redact,
+            target, args, kwargs, limit=settings.max_repr, extra=spec.redact + settings.redact
         )
         attributes["proctrace.args"] = shown_args
         for key, value in shown_kwargs.items():
             attributes[f"proctrace.kwargs.{key}"] = value
-    name = spec.name or str(getattr(target, "__qualname__", function))
-    if not is_target:
-        return _run_span(name, parent, attributes, target, args, kwargs)
-    return _run_process(
-        name, parent, attributes, settings, target, args, kwargs, shown_args, shown_kwargs
-    )
+    return attributes, shown_args, shown_kwargs
 
 
-def _run_span(
-    name: str,
-    parent: tuple[str, str],
-    attributes: dict[str, Any],
+def _span_name(target: Callable[..., Any], spec: _decorator.TraceSpec) -> str:
+    return spec.name or str(getattr(target, "__qualname__", function_name(target)))
+
+
+def run_call(
     target: Callable[..., Any],
+    spec: _decorator.TraceSpec,
+    carrier: dict[str, Any] | None,
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
 ) -> Any:
-    span = _span.Span(name, parent[0], parent[1], attributes)
+    """A span for one call, under the current span (a pool task, or a direct call)."""
+    parent = _span.current_ids()
+    if carrier is not None:
+        settings = carrier_settings(carrier)
+        parent = parent or _span.parse_traceparent(carrier["traceparent"])
+    else:
+        from . import _runtime
+
+        runtime = _runtime.ensure()
+        if runtime is None:
+            return target(*args, **kwargs)
+        settings = runtime.settings
+        parent = parent or runtime.root_ids()
+    if settings.disabled or parent is None:
+        return target(*args, **kwargs)
+    proc = multiprocessing.current_process()
+    attributes, _, _ = _attributes(proc, carrier, target, spec, settings, args, kwargs)
+    span = _span.Span(_span_name(target, spec), parent[0], parent[1], attributes, announce=False)
     status, message = _span.STATUS_UNSET, ""
     try:
         with _span.activate(span):
@@ -125,17 +138,28 @@ def _run_span(
         span.end(status, message)
 
 
-def _run_process(
-    name: str,
-    parent: tuple[str, str],
-    attributes: dict[str, Any],
-    settings: _config.Settings,
+def run_process(
     target: Callable[..., Any],
+    spec: _decorator.TraceSpec,
+    carrier: dict[str, Any],
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
-    shown_args: list[str],
-    shown_kwargs: dict[str, str],
 ) -> Any:
+    """The child's own span around its target, with its start and end logs."""
+    proc = multiprocessing.current_process()
+    setattr(proc, _ENTERED_ATTR, True)
+    settings = carrier_settings(carrier)
+    parent = _span.parse_traceparent(carrier["traceparent"])
+    if settings.disabled or parent is None:
+        return target(*args, **kwargs)
+    _wire.set_address(carrier["socket"])
+    if carrier.get("instrument"):
+        from . import _instrument
+
+        _instrument.instrument()  # grandchildren and pool tasks of this child too
+    attributes, shown_args, shown_kwargs = _attributes(
+        proc, carrier, target, spec, settings, args, kwargs
+    )
     _logs.configure(settings.log_format)
     _logs.set_process_keys(
         process_name=attributes["proctrace.process.name"],
@@ -145,7 +169,7 @@ def _run_process(
         function=attributes["code.function.name"],
     )
     log = _logs.logger()
-    span = _span.Span(name, parent[0], parent[1], attributes)
+    span = _span.Span(_span_name(target, spec), parent[0], parent[1], attributes)
     started = time.perf_counter()
     status, message, exit_code = _span.STATUS_UNSET, "", 0
     failure: BaseException | None = None

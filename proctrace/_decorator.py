@@ -65,7 +65,7 @@ def traced(
         wrapper.__proctrace__ = spec  # type: ignore[attr-defined]
         from . import _patch, _runtime
 
-        _patch.install()
+        _patch.install(by_decorator=True)
         _runtime.prepare_main()
         return wrapper
 

@@ -15,13 +15,23 @@ from typing import Any
 
 CARRIER_ATTR = "_proctrace_carrier"
 _original_start: Any = None
+_decorated = False
 
 
-def install() -> None:
-    """Patch ``BaseProcess.start`` once; idempotent."""
-    global _original_start
+def decorated() -> bool:
+    """True once a ``@traced`` function exists in this process."""
+    return _decorated
+
+
+def install(*, by_decorator: bool = False) -> None:
+    """Patch ``BaseProcess.start`` and the pools once; idempotent."""
+    global _original_start, _decorated
+    _decorated = _decorated or by_decorator
     if _original_start is not None:
         return
+    from . import _pool
+
+    _pool.install()
     original = process.BaseProcess.start
 
     @functools.wraps(original)

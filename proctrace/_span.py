@@ -23,13 +23,43 @@ from . import _wire
 STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2
 
 
-class Span:
-    """A span being recorded in this process; its start was already sent."""
+class Parent:
+    """A span of another process (or thread) to nest under: just its ids."""
 
-    __slots__ = ("attributes", "events", "name", "parent_id", "span_id", "start_ns", "trace_id")
+    __slots__ = ("span_id", "trace_id")
+
+    def __init__(self, trace_id: str, span_id: str) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+
+
+class Span:
+    """A span being recorded in this process.
+
+    ``announce=True`` sends a start record at once, so the collector can end
+    the span itself if this process dies first (process spans). Short spans
+    (pool tasks) send a single record when they end: one write instead of two.
+    """
+
+    __slots__ = (
+        "announced",
+        "attributes",
+        "events",
+        "name",
+        "parent_id",
+        "span_id",
+        "start_ns",
+        "trace_id",
+    )
 
     def __init__(
-        self, name: str, trace_id: str, parent_id: str | None, attributes: dict[str, Any]
+        self,
+        name: str,
+        trace_id: str,
+        parent_id: str | None,
+        attributes: dict[str, Any],
+        *,
+        announce: bool = True,
     ) -> None:
         self.name = name
         self.trace_id = trace_id
@@ -38,6 +68,9 @@ class Span:
         self.start_ns = time.time_ns()
         self.attributes = attributes
         self.events: list[tuple[str, int, dict[str, Any]]] = []
+        self.announced = announce
+        if not announce:
+            return
         _wire.send(
             {
                 "k": "start",
@@ -69,14 +102,33 @@ class Span:
     def end(self, status: int, message: str = "", attributes: dict[str, Any] | None = None) -> int:
         """Send the end record; return the end time in ns."""
         end_ns = time.time_ns()
+        if self.announced:
+            _wire.send(
+                {
+                    "k": "end",
+                    "span": self.span_id,
+                    "end": end_ns,
+                    "status": status,
+                    "message": message,
+                    "attrs": attributes or {},
+                    "events": self.events,
+                }
+            )
+            return end_ns
+        if attributes:
+            self.attributes.update(attributes)
         _wire.send(
             {
-                "k": "end",
+                "k": "span",
+                "trace": self.trace_id,
                 "span": self.span_id,
+                "parent": self.parent_id,
+                "name": self.name,
+                "start": self.start_ns,
                 "end": end_ns,
                 "status": status,
                 "message": message,
-                "attrs": attributes or {},
+                "attrs": self.attributes,
                 "events": self.events,
             }
         )
@@ -122,7 +174,7 @@ def traceparent(trace_id: str, span_id: str) -> str:
 
 
 # The span proctrace made current in this thread of this process (or None).
-_current: ContextVar[Span | None] = ContextVar("proctrace_current_span", default=None)
+_current: ContextVar[Span | Parent | None] = ContextVar("proctrace_current_span", default=None)
 
 
 def current_ids() -> tuple[str, str] | None:
@@ -139,12 +191,8 @@ def current_ids() -> tuple[str, str] | None:
     return None
 
 
-def current() -> Span | None:
-    return _current.get()
-
-
 @contextlib.contextmanager
-def activate(span: Span) -> Iterator[None]:
+def activate(span: Span | Parent) -> Iterator[None]:
     """Make ``span`` current here, and in OpenTelemetry's context when its API is loaded."""
     token = _current.set(span)
     otel_token = None
