@@ -86,7 +86,9 @@ def capture(proc: Any) -> dict[str, Any] | None:
         if not isinstance(target, _follow.ProcessTarget):
             spec = _follow.PLAIN
             if pool_parent:  # a pool's worker loop: its arguments are queues
-                spec = _decorator.TraceSpec(name=_function_name(target), record_args=False)
+                spec = _decorator.TraceSpec(
+                    name=_function_name(target), record_args=False, terminate_is_normal=True
+                )
             proc._target = _follow.ProcessTarget(target, spec)
     return {
         "traceparent": _span.traceparent(*parent),

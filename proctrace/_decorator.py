@@ -18,6 +18,8 @@ class TraceSpec:
     name: str | None = None
     record_args: bool = True
     redact: tuple[str, ...] = ()
+    # SIGTERM is how pools stop their workers: for them it is not a failure.
+    terminate_is_normal: bool = False
 
 
 @overload

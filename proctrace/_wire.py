@@ -15,7 +15,7 @@ import socket
 import sys
 import threading
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _sock: socket.socket | None = None
 _path: str | None = None
 _warned = False
@@ -44,25 +44,42 @@ def _connect() -> socket.socket:
     return sock
 
 
+_sending = False
+
+
+def busy() -> bool:
+    """True while this process is in the middle of a send (a signal handler must not send)."""
+    return _sending
+
+
 def send(record: dict[str, object]) -> bool:
     """Send one record; False (with one warning per process) if the collector is gone."""
-    global _warned
+    global _sending
     line = json.dumps(record, separators=(",", ":"), default=str).encode() + b"\n"
     with _lock:
-        if _path is None:
-            return False
+        _sending = True
         try:
-            (_sock or _connect()).sendall(line)
-            return True
-        except OSError as exc:
-            _drop()
-            if not _warned:
-                _warned = True
-                sys.stderr.write(
-                    f"proctrace: pid {os.getpid()} cannot reach the trace collector "
-                    f"({exc.__class__.__name__}: {exc}); its spans are lost\n"
-                )
-            return False
+            return _send(line)
+        finally:
+            _sending = False
+
+
+def _send(line: bytes) -> bool:
+    global _warned
+    if _path is None:
+        return False
+    try:
+        (_sock or _connect()).sendall(line)
+        return True
+    except OSError as exc:
+        _drop()
+        if not _warned:
+            _warned = True
+            sys.stderr.write(
+                f"proctrace: pid {os.getpid()} cannot reach the trace collector "
+                f"({exc.__class__.__name__}: {exc}); its spans are lost\n"
+            )
+        return False
 
 
 def _drop() -> None:
@@ -85,7 +102,7 @@ def _after_fork_in_child() -> None:
     # The inherited socket belongs to the parent: close our copy (without
     # shutdown(), which would end the parent's stream too) and start afresh.
     global _lock, _warned
-    _lock = threading.Lock()
+    _lock = threading.RLock()
     _warned = False
     _drop()
 
