@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from multiprocessing import context as mp_context
 from typing import Any
 
-from . import _decorator, _patch, _span
+from . import _decorator, _patch, _span, _wire
 
 
 def inherited() -> dict[str, Any] | None:
@@ -80,17 +81,20 @@ def capture(proc: Any) -> dict[str, Any] | None:
     )
     if settings.get("disabled") or parent is None:
         return None
-    if not traced_target and target is not None and (pool_parent or instrumenting):
+    spec = _decorator.spec_of(target)
+    if spec is None and target is not None and (pool_parent or instrumenting):
         from . import _follow
 
-        if not isinstance(target, _follow.ProcessTarget):
+        if isinstance(target, _follow.ProcessTarget):
+            spec = target.spec
+        else:
             spec = _follow.PLAIN
             if pool_parent:  # a pool's worker loop: its arguments are queues
                 spec = _decorator.TraceSpec(
                     name=_function_name(target), record_args=False, terminate_is_normal=True
                 )
             proc._target = _follow.ProcessTarget(target, spec)
-    return {
+    carrier = {
         "traceparent": _span.traceparent(*parent),
         "socket": socket_path,
         "settings": settings,
@@ -98,6 +102,52 @@ def capture(proc: Any) -> dict[str, Any] | None:
         "start_method": start_method_of(proc),
         "instrument": instrumenting,
     }
+    if spec is not None:  # the child will have a span: choose its id here
+        carrier["span"] = _span.new_id(8)
+        carrier["name"] = spec.name or str(getattr(target, "__qualname__", "process"))
+        carrier["quiet_term"] = spec.terminate_is_normal
+        carrier["start"] = time.time_ns()
+    return carrier
+
+
+def announce(proc: Any, carrier: dict[str, Any]) -> None:
+    """Tell the collector a child with a span is under way (sent once ``start()`` worked).
+
+    Should the child die before its target runs, the span still exists, and the
+    collector can end it when the starter reports the exit."""
+    if "span" not in carrier:
+        return
+    _wire.set_address(carrier["socket"])
+    trace_id, parent_id = _span.parse_traceparent(carrier["traceparent"]) or ("", "")
+    _wire.send(
+        {
+            "k": "expect",
+            "trace": trace_id,
+            "span": carrier["span"],
+            "parent": parent_id,
+            "name": carrier["name"],
+            "start": carrier["start"],
+            "quiet_term": carrier["quiet_term"],
+            "attrs": {
+                "process.pid": proc.pid,
+                "proctrace.process.name": proc.name,
+                "proctrace.start_method": carrier["start_method"],
+                "proctrace.starter.pid": carrier["starter_pid"],
+            },
+        }
+    )
+
+
+def report(proc: Any, kind: str, value: int) -> None:
+    """Tell the collector the starter signalled (``signal``) or reaped (``exited``) a child."""
+    carrier = getattr(proc, _patch.CARRIER_ATTR, None)
+    if not isinstance(carrier, dict) or "span" not in carrier:
+        return
+    if kind == "exited":
+        if getattr(proc, "_proctrace_reaped", False):
+            return
+        proc._proctrace_reaped = True
+    _wire.send({"k": kind, "span": carrier["span"], "value": value})
 
 
 def _function_name(target: Any) -> str:

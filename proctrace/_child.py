@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -170,11 +169,14 @@ def run_process(
         function=attributes["code.function.name"],
     )
     log = _logs.logger()
-    span = _span.Span(_span_name(target, spec), parent[0], parent[1], attributes)
+    # The span id was chosen by the starter, which announced the span at start():
+    # the collector then knows of this process even if it dies before getting here.
+    span = _span.Span(
+        _span_name(target, spec), parent[0], parent[1], attributes, span_id=carrier.get("span")
+    )
     started = time.perf_counter()
     status, message, exit_code = _span.STATUS_UNSET, "", 0
     failure: BaseException | None = None
-    ending = _on_sigterm(span, spec, log, started)
     with _span.activate(span):
         log.info("process started", args=shown_args, kwargs=shown_kwargs)
         try:
@@ -190,7 +192,6 @@ def run_process(
             status, message = _span.STATUS_ERROR, f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            ending.set()  # from here on, a SIGTERM just kills: the end is being sent
             duration_ms = round((time.perf_counter() - started) * 1000, 3)
             if failure is not None:
                 log.error(
@@ -203,42 +204,3 @@ def run_process(
                 log.info("process finished", duration_ms=duration_ms, exit_code=exit_code)
             span.end(status, message, {"process.exit.code": exit_code})
 
-
-class _Flag:
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = False
-
-    def set(self) -> None:
-        self.value = True
-
-
-def _on_sigterm(
-    span: _span.Span, spec: _decorator.TraceSpec, log: Any, started: float
-) -> _Flag:
-    """End the span on SIGTERM (``Process.terminate()``), then die of SIGTERM as without us.
-
-    Only when SIGTERM has its default action: a handler the application installed wins.
-    The handler does not unwind the task (SIGTERM would not run its ``finally`` blocks
-    either); it finishes the span and re-raises the signal with its default action.
-    """
-    ending = _Flag()
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return ending
-
-    def handler(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        if not ending.value and not _wire.busy():
-            code = -signal.SIGTERM.value
-            duration_ms = round((time.perf_counter() - started) * 1000, 3)
-            if spec.terminate_is_normal:
-                status, message = _span.STATUS_UNSET, ""
-            else:
-                status, message = _span.STATUS_ERROR, "terminated by SIGTERM"
-            log.warning("process terminated", duration_ms=duration_ms, exit_code=code)
-            span.end(status, message, {"process.exit.code": code, "proctrace.terminated": True})
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, handler)
-    return ending

@@ -42,14 +42,54 @@ def install(*, by_decorator: bool = False) -> None:
         if carrier is not None:
             setattr(self, CARRIER_ATTR, carrier)
         original(self)
+        if carrier is not None:
+            _carrier.announce(self, carrier)
 
+    def signaller(name: str, signum: int) -> Any:
+        send_signal = getattr(process.BaseProcess, name)
+
+        @functools.wraps(send_signal)
+        def method(self: process.BaseProcess) -> None:
+            # The child dies of the signal's default action, as without proctrace;
+            # the collector learns here why its connection is about to end.
+            from . import _carrier
+
+            _carrier.report(self, "signal", signum)
+            send_signal(self)
+
+        return method
+
+    original_join = process.BaseProcess.join
+
+    @functools.wraps(original_join)
+    def join(self: process.BaseProcess, timeout: float | None = None) -> None:
+        original_join(self, timeout)
+        code = self.exitcode
+        if code is not None:
+            from . import _carrier
+
+            _carrier.report(self, "exited", code)
+
+    _originals.update(
+        start=original,
+        terminate=process.BaseProcess.terminate,
+        kill=process.BaseProcess.kill,
+        join=original_join,
+    )
     _original_start = original
     process.BaseProcess.start = start  # type: ignore[method-assign]
+    process.BaseProcess.terminate = signaller("terminate", 15)  # type: ignore[method-assign]
+    process.BaseProcess.kill = signaller("kill", 9)  # type: ignore[method-assign]
+    process.BaseProcess.join = join  # type: ignore[method-assign]
+
+
+_originals: dict[str, Any] = {}
 
 
 def uninstall() -> None:
-    """Restore the original ``start``."""
+    """Restore the originals."""
     global _original_start
-    if _original_start is not None:
-        process.BaseProcess.start = _original_start  # type: ignore[method-assign]
-        _original_start = None
+    for name, original in _originals.items():
+        setattr(process.BaseProcess, name, original)
+    _originals.clear()
+    _original_start = None

@@ -60,11 +60,12 @@ class Span:
         attributes: dict[str, Any],
         *,
         announce: bool = True,
+        span_id: str | None = None,
     ) -> None:
         self.name = name
         self.trace_id = trace_id
         self.parent_id = parent_id
-        self.span_id = new_id(8)
+        self.span_id = span_id or new_id(8)
         self.start_ns = time.time_ns()
         self.attributes = attributes
         self.events: list[tuple[str, int, dict[str, Any]]] = []
