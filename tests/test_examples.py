@@ -86,3 +86,31 @@ def test_application_span_script(tmp_path, receiver):
     batch = spans["nightly-batch"][0]
     assert batch.attributes["batch.size"] == 3
     assert all(s.parent_span_id == batch.span_id for s in spans["crunch"])
+
+
+def test_pool_example_traces_tasks_and_workers(tmp_path, receiver, method):
+    """`pool`: tasks under the submitting spans, workers under the pool and executor spans."""
+    proc = _run(["-m", "proctrace.examples.pool", "--method", method], tmp_path, receiver.env())
+    assert "pool.map: [0, 40853, 33370, 43072]" in proc.stdout
+    receiver.wait_for_spans(3 + 6 + 3)
+    spans = by_name(receiver.spans)
+    job = spans["checksum-job"][0]
+    assert f"trace id: {job.trace_id}" in proc.stdout
+    pool, executor = spans["pool"][0], spans["executor"][0]
+    assert pool.parent_span_id == job.span_id and executor.parent_span_id == job.span_id
+    parents = sorted(
+        "pool" if s.parent_span_id == pool.span_id else "executor" for s in spans["checksum"]
+    )
+    assert parents == ["executor"] * 2 + ["pool"] * 4
+    assert all(w.parent_span_id == pool.span_id for w in spans["multiprocessing.pool.worker"])
+
+
+def test_nested_example_is_a_process_tree(tmp_path, receiver, method):
+    """`nested`: two children, each with two grandchildren beneath it."""
+    _run(["-m", "proctrace.examples.nested", "--method", method], tmp_path, receiver.env())
+    spans = by_name(settle(receiver, 7))
+    leads = {s.span_id: s for s in spans["lead"]}
+    assert len(leads) == 2
+    for leaf in spans["leaf"]:
+        lead = leads[leaf.parent_span_id]
+        assert leaf.attributes["proctrace.args"][0] == lead.attributes["proctrace.args"][0]
