@@ -1,0 +1,161 @@
+"""How each process ended, pieced together from what its starter and the process itself said.
+
+A starter announces a child's span once ``start()`` worked (``expect``),
+reports the signal it is about to send (``terminate()``/``kill()``) and the
+exit code ``join()`` saw (``exited``). The child opens and ends the span over
+its own connection. These arrive over different connections in any order, so
+each announced span has a fate here until it is ended:
+
+- announced, never started: ended when the exit is reported (after a short
+  grace, in case the child's own records are still on their way), or at the end
+  of the run;
+- started, then its connection ended with the span open: ended at once if the
+  starter signalled it, else after a short grace that lets the exit code
+  arrive. The end time is when the connection ended.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+ABNORMAL = "process ended before its span did (killed, crashed or os._exit)"
+STILL_RUNNING = "process was still running when the traced program exited"
+NEVER_RAN = "process ended before its target started"
+SIGNALS = {
+    15: "terminated by SIGTERM (Process.terminate())",
+    9: "killed by SIGKILL (Process.kill())",
+}
+GRACE = 0.25  # seconds one connection's news may lag behind another's
+_STATUS_UNSET, _STATUS_ERROR = 0, 2
+
+
+class _Fate:
+    __slots__ = ("code", "deadline", "ended_ns", "record", "signal", "state")
+
+    def __init__(self, state: str, record: dict[str, Any] | None) -> None:
+        self.state = state  # announced | open | dying | done
+        self.record = record
+        self.signal: int | None = None
+        self.code: int | None = None
+        self.deadline: float | None = None
+        self.ended_ns: int | None = None
+
+
+class Fates:
+    """Tracks announced process spans; calls ``emit`` with each span it has to end itself."""
+
+    def __init__(self, emit: Callable[[dict[str, Any]], None], grace: float = GRACE) -> None:
+        self._emit = emit
+        self._grace = grace
+        self._fates: dict[str, _Fate] = {}
+        self.abnormal = 0
+
+    def expect(self, record: dict[str, Any]) -> None:
+        fate = self._fates.get(record["span"])
+        if fate is None:
+            self._fates[record["span"]] = _Fate("announced", record)
+        elif fate.record is not None and fate.state in ("open", "dying"):
+            _merge(fate.record, record)  # the child was quicker than its starter's note
+
+    def started(self, record: dict[str, Any]) -> None:
+        """The child opened its span: fold in the announcement, if one came first."""
+        fate = self._fates.get(record["span"])
+        if fate is not None and fate.state == "announced" and fate.record is not None:
+            _merge(record, fate.record)
+            fate.state, fate.record, fate.deadline = "open", record, None
+        elif fate is None:
+            self._fates[record["span"]] = _Fate("open", record)
+
+    def ended(self, span_id: str) -> None:
+        """The child ended its span itself."""
+        fate = self._fates.get(span_id)
+        if fate is not None:
+            fate.state, fate.record = "done", None
+            if fate.code is not None:
+                del self._fates[span_id]
+
+    def signalled(self, span_id: str, signum: int) -> None:
+        fate = self._fates.get(span_id)
+        if fate is not None:
+            fate.signal = signum
+
+    def exited(self, span_id: str, code: int) -> None:
+        fate = self._fates.get(span_id)
+        if fate is None:
+            return
+        fate.code = code
+        if fate.state == "done":
+            del self._fates[span_id]
+        elif fate.state == "dying":
+            self._end(span_id, fate, ABNORMAL)
+        elif fate.state == "announced":
+            fate.deadline = time.monotonic() + self._grace
+
+    def lost(self, record: dict[str, Any]) -> None:
+        """The connection of the process that opened ``record`` ended with it open."""
+        span_id = record["span"]
+        fate = self._fates.get(span_id)
+        if fate is None:
+            fate = self._fates[span_id] = _Fate("open", record)
+        fate.record = record
+        fate.ended_ns = time.time_ns()
+        if fate.signal is not None or fate.code is not None:
+            self._end(span_id, fate, ABNORMAL)
+        else:
+            fate.state, fate.deadline = "dying", time.monotonic() + self._grace
+
+    def abandon(self, record: dict[str, Any]) -> None:
+        """The run is over while the process that opened ``record`` still runs."""
+        fate = self._fates.pop(record["span"], None) or _Fate("open", record)
+        fate.record = record
+        self._fates[record["span"]] = fate
+        self._end(record["span"], fate, STILL_RUNNING)
+
+    def tick(self, now: float) -> None:
+        """End the spans whose grace has run out."""
+        due = [s for s, f in self._fates.items() if f.deadline is not None and f.deadline <= now]
+        for span_id in due:
+            fate = self._fates[span_id]
+            self._end(span_id, fate, NEVER_RAN if fate.state == "announced" else ABNORMAL)
+
+    def waiting(self) -> bool:
+        return any(f.deadline is not None for f in self._fates.values())
+
+    def finish_all(self) -> None:
+        """The run is over: end whatever is still undecided."""
+        for span_id, fate in list(self._fates.items()):
+            if fate.state == "announced":
+                self._end(span_id, fate, NEVER_RAN if fate.code is not None else STILL_RUNNING)
+            elif fate.state == "dying":
+                self._end(span_id, fate, ABNORMAL)
+        self._fates.clear()
+
+    def _end(self, span_id: str, fate: _Fate, why: str) -> None:
+        record = fate.record
+        del self._fates[span_id]
+        if record is None:
+            return
+        attrs = record.setdefault("attrs", {})
+        status, code = _STATUS_ERROR, fate.code
+        if fate.signal is not None:
+            why = SIGNALS.get(fate.signal, f"ended by signal {fate.signal}")
+            attrs["proctrace.terminated"] = True
+            code = -fate.signal
+            if record.get("quiet_term"):  # a pool stopping its worker: not a failure
+                status, why = _STATUS_UNSET, ""
+        else:
+            self.abnormal += 1
+            attrs["proctrace.abnormal_end"] = True
+        if code is not None:
+            attrs["process.exit.code"] = code
+        record.update(end=fate.ended_ns or time.time_ns(), status=status, message=why)
+        self._emit(record)
+
+
+def _merge(started: dict[str, Any], announced: dict[str, Any]) -> None:
+    """Fold the starter's announcement into the child's start record."""
+    started["start"] = min(int(started["start"]), int(announced["start"]))
+    started["attrs"] = {**announced.get("attrs", {}), **started.get("attrs", {})}
+    started["quiet_term"] = announced.get("quiet_term", False)
