@@ -173,7 +173,6 @@ class Collector:
                 conn.open[span_id] = record
             elif kind == "end":
                 started = conn.open.pop(span_id)
-                self._fates.ended(span_id)
                 started["attrs"].update(record.get("attrs") or {})
                 started.update(
                     end=record["end"],
@@ -181,7 +180,8 @@ class Collector:
                     message=record.get("message", ""),
                     events=record.get("events") or [],
                 )
-                self._emit(started)
+                if not self._fates.ended(started):
+                    self._emit(started)
             elif kind == "span":
                 self._emit(record)
             elif kind == "expect":

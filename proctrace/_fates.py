@@ -11,7 +11,10 @@ each announced span has a fate here until it is ended:
   of the run;
 - started, then its connection ended with the span open: ended at once if the
   starter signalled it, else after a short grace that lets the exit code
-  arrive. The end time is when the connection ended.
+  arrive. The end time is when the connection ended;
+- ended by the child: held until the starter reports the exit code (or the
+  grace runs out), because a process can still die after its target returned,
+  and the span should carry the exit code the process really had.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ class _Fate:
     __slots__ = ("code", "deadline", "ended_ns", "record", "signal", "state")
 
     def __init__(self, state: str, record: dict[str, Any] | None) -> None:
-        self.state = state  # announced | open | dying | done
+        self.state = state  # announced | open | dying | held
         self.record = record
         self.signal: int | None = None
         self.code: int | None = None
@@ -56,7 +59,7 @@ class Fates:
         fate = self._fates.get(record["span"])
         if fate is None:
             self._fates[record["span"]] = _Fate("announced", record)
-        elif fate.record is not None and fate.state in ("open", "dying"):
+        elif fate.record is not None:
             _merge(fate.record, record)  # the child was quicker than its starter's note
 
     def started(self, record: dict[str, Any]) -> None:
@@ -68,13 +71,33 @@ class Fates:
         elif fate is None:
             self._fates[record["span"]] = _Fate("open", record)
 
-    def ended(self, span_id: str) -> None:
-        """The child ended its span itself."""
-        fate = self._fates.get(span_id)
-        if fate is not None:
-            fate.state, fate.record = "done", None
-            if fate.code is not None:
-                del self._fates[span_id]
+    def ended(self, record: dict[str, Any]) -> bool:
+        """The child ended its span; True if it is held here until the exit is known."""
+        fate = self._fates.get(record["span"])
+        if fate is None or fate.state != "open":
+            return False
+        fate.state, fate.record = "held", record
+        if fate.code is not None:
+            self._release(record["span"], fate)
+        else:
+            fate.deadline = time.monotonic() + self._grace
+        return True
+
+    def _release(self, span_id: str, fate: _Fate) -> None:
+        """Emit a span its child ended, with the exit code the starter saw."""
+        del self._fates[span_id]
+        record = fate.record
+        assert record is not None
+        attrs = record.setdefault("attrs", {})
+        if fate.code is not None and fate.code != attrs.get("process.exit.code"):
+            attrs["process.exit.code"] = fate.code
+            if fate.signal is not None:
+                attrs["proctrace.terminated"] = True
+            if fate.code != 0 and record.get("status") != _STATUS_ERROR:
+                how = SIGNALS.get(fate.signal or 0, f"exited with code {fate.code}")
+                if not (fate.signal and record.get("quiet_term")):
+                    record.update(status=_STATUS_ERROR, message=f"{how} after its target ended")
+        self._emit(record)
 
     def signalled(self, span_id: str, signum: int) -> None:
         fate = self._fates.get(span_id)
@@ -86,8 +109,8 @@ class Fates:
         if fate is None:
             return
         fate.code = code
-        if fate.state == "done":
-            del self._fates[span_id]
+        if fate.state == "held":
+            self._release(span_id, fate)
         elif fate.state == "dying":
             self._end(span_id, fate, ABNORMAL)
         elif fate.state == "announced":
@@ -118,7 +141,10 @@ class Fates:
         due = [s for s, f in self._fates.items() if f.deadline is not None and f.deadline <= now]
         for span_id in due:
             fate = self._fates[span_id]
-            self._end(span_id, fate, NEVER_RAN if fate.state == "announced" else ABNORMAL)
+            if fate.state == "held":
+                self._release(span_id, fate)
+            else:
+                self._end(span_id, fate, NEVER_RAN if fate.state == "announced" else ABNORMAL)
 
     def waiting(self) -> bool:
         return any(f.deadline is not None for f in self._fates.values())
@@ -126,7 +152,9 @@ class Fates:
     def finish_all(self) -> None:
         """The run is over: end whatever is still undecided."""
         for span_id, fate in list(self._fates.items()):
-            if fate.state == "announced":
+            if fate.state == "held":
+                self._release(span_id, fate)
+            elif fate.state == "announced":
                 self._end(span_id, fate, NEVER_RAN if fate.code is not None else STILL_RUNNING)
             elif fate.state == "dying":
                 self._end(span_id, fate, ABNORMAL)

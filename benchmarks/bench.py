@@ -1,0 +1,673 @@
+"""Benchmark proctrace against bare multiprocessing and the hand-written OpenTelemetry recipe.
+
+    python benchmarks/bench.py [--children N] [--rounds R] [--tasks N] [--methods LIST]
+                               [--quick] [--scale] [--json PATH]
+
+Each (variant, start method) measurement runs in a fresh interpreter on a generated script;
+variants alternate round-robin so machine drift cancels. Spans go over OTLP gRPC to a real
+receiver (``proctrace.testing.OTLPReceiver``) in this process, which counts what arrived.
+See benchmarks/README.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a file: make the checkout's proctrace importable
+    sys.path.insert(0, str(ROOT))
+
+from proctrace.testing import OTLPReceiver  # noqa: E402
+
+METHODS = ("fork", "forkserver", "spawn")
+VARIANTS = ("bare", "proctrace", "recipe")
+DEFAULT_CHILDREN = {"fork": 30, "forkserver": 30, "spawn": 15}
+TARGETS = {
+    "proctrace/bare": {"fork": 1.25, "forkserver": 1.5, "spawn": 2.8},
+    "proctrace/recipe": 0.5,
+    "pool_extra_us_per_task": 15.0,
+}
+RUN_TIMEOUT = 900.0  # seconds one measurement subprocess may take
+SPAN_WAIT = 5.0  # seconds to wait for spans after a run exited (they are sent before exit)
+
+# ---------------------------------------------------------------------------------------------
+# The measured programs. Each is written to a file (spawn and forkserver children re-import
+# their main module, so ``python -c`` will not do) and prints one JSON line on stdout.
+# ---------------------------------------------------------------------------------------------
+
+_TIME_CHILDREN = '''
+def time_children(method, warmup, children, target, make_args):
+    """Per child: wall seconds of p.start(); p.join(), one child at a time."""
+    ctx = multiprocessing.get_context(method)
+    seconds = []
+    for i in range(warmup + children):
+        p = ctx.Process(target=target, args=make_args(i))
+        t0 = time.perf_counter()
+        p.start()
+        p.join()
+        seconds.append(time.perf_counter() - t0)
+        if p.exitcode != 0:
+            raise SystemExit(f"child {i} exited with {p.exitcode}")
+    return seconds
+
+
+def report(method, warmup, seconds):
+    print(json.dumps({
+        "method": method,
+        "warmup_s": seconds[:warmup],
+        "child_s": seconds[warmup:],
+        "proctrace_loaded": "proctrace" in sys.modules,
+    }))
+'''
+
+_PROCESS_MAIN = '''
+if __name__ == "__main__":
+    method, warmup, children = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    report(method, warmup, time_children(method, warmup, children, work, lambda i: (i,)))
+'''
+
+BARE_PROCESS = '''"""Bare multiprocessing: proctrace is not imported at all."""
+import json
+import multiprocessing
+import sys
+import time
+
+
+def work(i):
+    return sum(range(1000))
+''' + _TIME_CHILDREN + _PROCESS_MAIN
+
+PROCTRACE_PROCESS = '''"""proctrace: a @traced target; spans go to OTEL_EXPORTER_OTLP_ENDPOINT."""
+import json
+import multiprocessing
+import sys
+import time
+
+from proctrace import traced
+
+
+@traced
+def work(i):
+    return sum(range(1000))
+''' + _TIME_CHILDREN + _PROCESS_MAIN
+
+RECIPE_PROCESS = '''"""The hand-written OpenTelemetry recipe: a W3C carrier passed as argument."""
+import json
+import multiprocessing
+import sys
+import time
+
+from opentelemetry import propagate, trace
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+
+def make_provider(endpoint, service):
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    exporter = OTLPSpanExporter(endpoint=endpoint, insecure=True)
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+def work(i, carrier, endpoint, service):
+    provider = make_provider(endpoint, service)
+    try:
+        context = propagate.extract(carrier)
+        with provider.get_tracer(__name__).start_as_current_span("work", context=context):
+            return sum(range(1000))
+    finally:
+        provider.shutdown()
+
+
+def carrier_args(i, endpoint, service):
+    carrier = {}
+    propagate.inject(carrier)
+    return (i, carrier, endpoint, service)
+''' + _TIME_CHILDREN + '''
+if __name__ == "__main__":
+    method, warmup, children = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    endpoint, service = sys.argv[4], sys.argv[5]
+    provider = make_provider(endpoint, service)
+    trace.set_tracer_provider(provider)
+    with trace.get_tracer(__name__).start_as_current_span("main"):
+        seconds = time_children(
+            method, warmup, children, work, lambda i: carrier_args(i, endpoint, service)
+        )
+    provider.shutdown()
+    report(method, warmup, seconds)
+'''
+
+_POOL_MAIN = '''
+
+if __name__ == "__main__":
+    method, tasks, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    pool = multiprocessing.get_context(method).Pool(2)
+    pool.map(f, range(warmup), chunksize=1)  # workers up and warm; not timed
+    t0 = time.perf_counter()
+    pool.map(f, range(tasks), chunksize=1)
+    wall = time.perf_counter() - t0
+    pool.close()
+    pool.join()
+    print(json.dumps({
+        "method": method,
+        "tasks": tasks,
+        "wall_s": wall,
+        "proctrace_loaded": "proctrace" in sys.modules,
+    }))
+'''
+
+BARE_POOL = '''"""Bare Pool.map: proctrace is not imported at all."""
+import json
+import multiprocessing
+import sys
+import time
+
+
+def f(x):
+    return x
+''' + _POOL_MAIN
+
+PROCTRACE_POOL = '''"""Pool.map of a @traced function."""
+import json
+import multiprocessing
+import sys
+import time
+
+from proctrace import traced
+
+
+@traced
+def f(x):
+    return x
+''' + _POOL_MAIN
+
+SCALE = '''"""Scale: many fork children in concurrent batches, then many pool tasks, one run."""
+import json
+import multiprocessing
+import resource
+import sys
+import time
+
+from proctrace import traced
+
+
+@traced
+def work(i):
+    return sum(range(1000))
+
+
+@traced
+def f(x):
+    return x
+
+
+if __name__ == "__main__":
+    children, batch, tasks = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    ctx = multiprocessing.get_context("fork")
+    t0 = time.perf_counter()
+    for first in range(0, children, batch):
+        last = min(first + batch, children)
+        procs = [ctx.Process(target=work, args=(i,)) for i in range(first, last)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+            if p.exitcode != 0:
+                raise SystemExit(f"child exited with {p.exitcode}")
+    t1 = time.perf_counter()
+    pool = ctx.Pool(2)
+    t2 = time.perf_counter()
+    pool.map(f, range(tasks), chunksize=1)
+    t3 = time.perf_counter()
+    pool.close()
+    pool.join()
+    t4 = time.perf_counter()
+    print(json.dumps({
+        "children_s": t1 - t0,
+        "pool_map_s": t3 - t2,
+        "pool_total_s": t4 - t1,
+        "script_s": t4 - t0,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+'''
+
+SCRIPTS = {
+    "bare": BARE_PROCESS,
+    "proctrace": PROCTRACE_PROCESS,
+    "recipe": RECIPE_PROCESS,
+    "pool-bare": BARE_POOL,
+    "pool-proctrace": PROCTRACE_POOL,
+    "scale": SCALE,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the programs
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    """What one measurement subprocess printed, its wall time, and what the receiver got."""
+
+    data: dict[str, Any]
+    wall_s: float
+    spans: dict[str, Any] | None
+
+
+def script_name(name: str) -> str:
+    """File name of a measured program; never shadows a module it imports."""
+    return f"bench_{name.replace('-', '_')}.py"
+
+
+class Bench:
+    """Owns the receiver, the temporary directory with the scripts, and the subprocess env."""
+
+    def __init__(self, receiver: OTLPReceiver, workdir: Path) -> None:
+        """Write the scripts into ``workdir`` and prepare the environment for runs."""
+        self.receiver = receiver
+        self.workdir = workdir
+        self.runs = 0
+        for name, source in SCRIPTS.items():
+            (workdir / script_name(name)).write_text(textwrap.dedent(source))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PROCTRACE_"))}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+        env["PROCTRACE_DIR"] = str(workdir / "proctrace-files")
+        self.env = env
+
+    def run(self, script: str, args: list[str], expected_spans: int | None) -> RunResult:
+        """Run one script in a fresh interpreter; count its spans when ``expected_spans``."""
+        self.runs += 1
+        service = f"bench-{script}-{self.runs}"
+        env = dict(self.env, OTEL_SERVICE_NAME=service)
+        if script in ("proctrace", "pool-proctrace", "scale"):
+            env.update(self.receiver.env())
+            env["PROCTRACE_LOG_FORMAT"] = "json"
+        if script == "recipe":
+            args = [*args, self.receiver.endpoint, service]
+        path = self.workdir / script_name(script)
+        stderr_path = self.workdir / "stderr.txt"
+        self.receiver.clear()
+        t0 = time.perf_counter()
+        with open(stderr_path, "wb") as stderr:
+            proc = subprocess.run(
+                [sys.executable, str(path), *args],
+                cwd=self.workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                timeout=RUN_TIMEOUT,
+            )
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0 or not proc.stdout.strip():
+            tail = stderr_path.read_text(errors="replace")[-3000:]
+            raise SystemExit(
+                f"bench: {script} {' '.join(args)} exited with {proc.returncode}\n{tail}"
+            )
+        stderr_path.unlink()
+        data = json.loads(proc.stdout.strip().splitlines()[-1])
+        if script.removeprefix("pool-") == "bare" and data["proctrace_loaded"]:
+            raise SystemExit(f"bench: the {script} program imported proctrace")
+        spans = None
+        if expected_spans is not None:
+            timeout = SPAN_WAIT if expected_spans < 10_000 else 60.0
+            spans = self._count_spans(service, expected_spans, timeout)
+            spans["after_exit_s"] = round(time.perf_counter() - t0 - wall, 3)
+        return RunResult(data, wall, spans)
+
+    def _count_spans(self, service: str, expected: int, timeout: float) -> dict[str, Any]:
+        """Wait up to ``timeout`` for ``expected`` spans of ``service`` and say what arrived."""
+        try:
+            self.receiver.wait_for_spans(expected, timeout=timeout)
+        except AssertionError:
+            pass
+        got = sum(1 for s in self.receiver.spans if s.resource.get("service.name") == service)
+        return {"expected": expected, "received": got, "status": span_status(expected, got)}
+
+
+def span_status(expected: int, received: int) -> str:
+    """``ok``, ``missing N`` or ``extra N``."""
+    if received == expected:
+        return "ok"
+    if received < expected:
+        return f"missing {expected - received}"
+    return f"extra {received - expected}"
+
+
+def overall_span_status(runs: list[dict[str, Any]]) -> str:
+    """One status over several runs: ``ok`` only when every run got exactly what it expected."""
+    expected = sum(r["expected"] for r in runs)
+    received = sum(r["received"] for r in runs)
+    if all(r["status"] == "ok" for r in runs):
+        return "ok"
+    return span_status(expected, received) if expected != received else "mismatch"
+
+
+def log(message: str) -> None:
+    """Progress on stderr, so stdout holds only the tables."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def machine_info() -> dict[str, Any]:
+    """Where the figures come from."""
+    return {
+        "nproc": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The default benchmark
+# ---------------------------------------------------------------------------------------------
+
+
+def median_ms(seconds: list[float]) -> float:
+    """Median of a list of seconds, in milliseconds."""
+    return statistics.median(seconds) * 1000
+
+
+def run_benchmark(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    """Round-robin over methods and variants, then the pool pair, ``args.rounds`` times."""
+    methods: list[str] = args.methods
+    children = {m: args.children or DEFAULT_CHILDREN[m] for m in methods}
+    raw: dict[str, dict[str, list[RunResult]]] = {m: {v: [] for v in VARIANTS} for m in methods}
+    pool_raw: dict[str, list[RunResult]] = {"bare": [], "proctrace": []}
+    pool_warmup = min(100, args.tasks)
+    for rnd in range(1, args.rounds + 1):
+        for method in methods:
+            argv = [method, str(args.warmup), str(children[method])]
+            expected = args.warmup + children[method] + 1  # children and the main/parent span
+            for variant in VARIANTS:
+                result = bench.run(variant, argv, None if variant == "bare" else expected)
+                raw[method][variant].append(result)
+                spans = f", spans {result.spans['status']}" if result.spans else ""
+                log(
+                    f"round {rnd}/{args.rounds} {method:10} {variant:9} "
+                    f"median {median_ms(result.data['child_s']):8.2f} ms{spans}"
+                )
+        for variant in ("bare", "proctrace"):
+            argv = [args.pool_method, str(args.tasks), str(pool_warmup)]
+            # task spans (warm-up included), the two workers' spans, the main span
+            expected = pool_warmup + args.tasks + 2 + 1
+            result = bench.run(f"pool-{variant}", argv, None if variant == "bare" else expected)
+            pool_raw[variant].append(result)
+            spans = f", spans {result.spans['status']}" if result.spans else ""
+            us = result.data["wall_s"] / args.tasks * 1e6
+            log(f"round {rnd}/{args.rounds} pool       {variant:9} {us:8.2f} us/task{spans}")
+
+    processes: dict[str, Any] = {}
+    for method in methods:
+        entry: dict[str, Any] = {"children_per_run": children[method]}
+        for variant in VARIANTS:
+            results = raw[method][variant]
+            run_medians = [median_ms(r.data["child_s"]) for r in results]
+            entry[variant] = {
+                "median_ms": statistics.median(run_medians),
+                "run_medians_ms": run_medians,
+                "children_ms": [[s * 1000 for s in r.data["child_s"]] for r in results],
+                "warmup_ms": [[s * 1000 for s in r.data["warmup_s"]] for r in results],
+                "run_wall_s": [r.wall_s for r in results],
+            }
+            if variant != "bare":
+                runs = [r.spans for r in results if r.spans is not None]
+                entry[variant]["spans"] = overall_span_status(runs)
+                entry[variant]["span_runs"] = runs
+        bare, traced, recipe = (entry[v]["median_ms"] for v in VARIANTS)
+        entry["ratios"] = {"proctrace/bare": traced / bare, "proctrace/recipe": traced / recipe}
+        entry["overhead_ms"] = traced - bare
+        processes[method] = entry
+
+    pool: dict[str, Any] = {
+        "method": args.pool_method,
+        "workers": 2,
+        "tasks": args.tasks,
+        "warmup_tasks": pool_warmup,
+    }
+    for variant, results in pool_raw.items():
+        per_run = [r.data["wall_s"] / args.tasks * 1e6 for r in results]
+        pool[variant] = {
+            "us_per_task": statistics.median(per_run),
+            "run_us_per_task": per_run,
+            "run_wall_s": [r.wall_s for r in results],
+        }
+        if variant == "proctrace":
+            runs = [r.spans for r in results if r.spans is not None]
+            pool[variant]["spans"] = overall_span_status(runs)
+            pool[variant]["span_runs"] = runs
+    pool["difference_us"] = pool["proctrace"]["us_per_task"] - pool["bare"]["us_per_task"]
+    return {"processes": processes, "pool": pool}
+
+
+def verdict(ok: bool) -> str:
+    """Table marker for a target."""
+    return "ok" if ok else "MISSED"
+
+
+def print_tables(results: dict[str, Any], args: argparse.Namespace) -> None:
+    """The medians and ratios, with the targets alongside."""
+    processes, pool = results["processes"], results["pool"]
+    print(
+        f"Per child: wall time of p.start(); p.join(), median over children, median of "
+        f"{args.rounds} round(s); {args.warmup} warm-up child(ren) per run"
+    )
+    header = (
+        f"{'method':<11}{'children':>9}{'bare ms':>10}{'proctrace ms':>14}{'recipe ms':>11}"
+        f"{'proctrace/bare':>16}{'target':>9}{'proctrace/recipe':>18}{'target':>9}"
+        f"{'spans proctrace':>17}{'spans recipe':>14}"
+    )
+    print(header)
+    print("-" * len(header))
+    for method, e in processes.items():
+        pb, pr = e["ratios"]["proctrace/bare"], e["ratios"]["proctrace/recipe"]
+        pb_target = TARGETS["proctrace/bare"][method]
+        pr_target = TARGETS["proctrace/recipe"]
+        print(
+            f"{method:<11}{e['children_per_run']:>9}{e['bare']['median_ms']:>10.2f}"
+            f"{e['proctrace']['median_ms']:>14.2f}{e['recipe']['median_ms']:>11.2f}"
+            f"{pb:>16.2f}{f'<= {pb_target}':>9}{pr:>18.3f}{f'<= {pr_target}':>9}"
+            f"{e['proctrace']['spans']:>17}{e['recipe']['spans']:>14}"
+        )
+    for method, e in processes.items():
+        pb_ok = e["ratios"]["proctrace/bare"] <= TARGETS["proctrace/bare"][method]
+        pr_ok = e["ratios"]["proctrace/recipe"] <= TARGETS["proctrace/recipe"]
+        print(
+            f"target {method}: proctrace/bare {verdict(pb_ok)}, "
+            f"proctrace/recipe {verdict(pr_ok)}"
+        )
+    print()
+    print(
+        f"Pool({pool['workers']}).map(f, range({pool['tasks']}), chunksize=1), "
+        f"{pool['method']}: wall of the map / tasks, median of {args.rounds} round(s)"
+    )
+    header = (
+        f"{'':<11}{'bare us/task':>14}{'traced us/task':>16}{'difference':>12}{'target':>10}"
+        f"{'spans':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    diff, target = pool["difference_us"], TARGETS["pool_extra_us_per_task"]
+    print(
+        f"{'pool':<11}{pool['bare']['us_per_task']:>14.2f}{pool['proctrace']['us_per_task']:>16.2f}"
+        f"{diff:>+12.2f}{f'<= +{target:g}':>10}{pool['proctrace']['spans']:>8}"
+    )
+    print(f"target: pool difference {verdict(diff <= target)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The scale scenario
+# ---------------------------------------------------------------------------------------------
+
+
+def run_scale(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    """One proctrace run: ``scale_children`` fork children in batches, then the pool tasks."""
+    expected = args.scale_children + args.scale_tasks + 2 + 1  # + pool workers + main span
+    argv = [str(args.scale_children), str(args.scale_batch), str(args.scale_tasks)]
+    log(
+        f"scale: {args.scale_children} fork children in batches of {args.scale_batch}, "
+        f"then {args.scale_tasks} pool tasks"
+    )
+    result = bench.run("scale", argv, expected)
+    data = dict(result.data)
+    data.update(
+        children=args.scale_children,
+        batch=args.scale_batch,
+        tasks=args.scale_tasks,
+        pool_us_per_task=data["pool_map_s"] / args.scale_tasks * 1e6,
+        run_wall_s=result.wall_s,
+        spans=result.spans,
+    )
+    return {"scale": data}
+
+
+def print_scale(results: dict[str, Any]) -> None:
+    """The scale scenario's figures."""
+    s = results["scale"]
+    spans = s["spans"]
+    rows = [
+        (
+            f"{s['children']} fork children, {s['batch']} at a time",
+            f"{s['children_s']:.2f} s ({s['children_s'] / s['children'] * 1000:.2f} ms/child)",
+        ),
+        (
+            f"Pool(2).map, {s['tasks']} tasks, chunksize=1",
+            f"{s['pool_map_s']:.2f} s ({s['pool_us_per_task']:.2f} us/task)",
+        ),
+        ("script total (children + pool incl. startup/join)", f"{s['script_s']:.2f} s"),
+        ("run wall (interpreter start to exit, incl. flush)", f"{s['run_wall_s']:.2f} s"),
+        ("main process peak RSS (ru_maxrss)", f"{s['peak_rss_mib']:.1f} MiB"),
+        (
+            "spans delivered",
+            f"{spans['status']} ({spans['received']}/{spans['expected']}, "
+            f"last one {spans['after_exit_s']:.2f} s after exit)",
+        ),
+    ]
+    print("Scale: one proctrace run, OTLP gRPC to a loopback receiver")
+    width = max(len(label) for label, _ in rows) + 2
+    for label, value in rows:
+        print(f"{label:<{width}}{value}")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command line."""
+    parser = argparse.ArgumentParser(
+        description="Per-child and per-task cost of proctrace vs bare multiprocessing "
+        "and the hand-written OpenTelemetry recipe."
+    )
+    parser.add_argument(
+        "--children", type=int, default=None,
+        help="measured children per run (default: 30 fork/forkserver, 15 spawn)",
+    )
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured children first (2)")
+    parser.add_argument("--rounds", type=int, default=3, help="round-robin rounds (3)")
+    parser.add_argument("--tasks", type=int, default=20_000, help="pool tasks per run (20000)")
+    parser.add_argument(
+        "--methods", default=",".join(METHODS),
+        help="comma-separated start methods (fork,forkserver,spawn)",
+    )
+    parser.add_argument("--pool-method", default="fork", help="start method of the pool (fork)")
+    parser.add_argument(
+        "--quick", action="store_true",
+        help="tiny sizes for tests: 3 children, 1 warm-up, 1 round, 200 tasks",
+    )
+    parser.add_argument(
+        "--scale", action="store_true",
+        help="run the scale scenario instead: 1000 fork children and 100000 pool tasks",
+    )
+    parser.add_argument("--scale-children", type=int, default=1000, help=argparse.SUPPRESS)
+    parser.add_argument("--scale-batch", type=int, default=50, help=argparse.SUPPRESS)
+    parser.add_argument("--scale-tasks", type=int, default=100_000, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--json", type=Path, default=ROOT / "benchmarks" / "results.json",
+        help="where to write all results (benchmarks/results.json)",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.children, args.warmup, args.rounds, args.tasks = 3, 1, 1, 200
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = set(args.methods) - set(METHODS)
+    if unknown or not args.methods:
+        parser.error(f"--methods takes a subset of {','.join(METHODS)}")
+    for name in ("children", "rounds", "tasks", "scale_children", "scale_batch", "scale_tasks"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.warmup < 0:
+        parser.error("--warmup must be at least 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark (or the scale scenario), print the tables and write the JSON."""
+    args = parse_args(argv)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="proctrace-bench-") as tmp, OTLPReceiver(
+        "grpc"
+    ) as receiver:
+        bench = Bench(receiver, Path(tmp))
+        if args.scale:
+            results = run_scale(bench, args)
+            parameters: dict[str, Any] = {
+                "scenario": "scale",
+                "children": args.scale_children,
+                "batch": args.scale_batch,
+                "tasks": args.scale_tasks,
+                "start_method": "fork",
+                "pool_workers": 2,
+            }
+        else:
+            results = run_benchmark(bench, args)
+            parameters = {
+                "scenario": "default",
+                "methods": args.methods,
+                "children": {m: args.children or DEFAULT_CHILDREN[m] for m in args.methods},
+                "warmup": args.warmup,
+                "rounds": args.rounds,
+                "tasks": args.tasks,
+                "pool_method": args.pool_method,
+                "quick": args.quick,
+            }
+    elapsed = time.perf_counter() - started
+    output = {
+        "machine": machine_info(),
+        "parameters": parameters,
+        "targets": TARGETS,
+        **results,
+        "elapsed_s": elapsed,
+        "bench_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    if args.scale:
+        print_scale(results)
+    else:
+        print_tables(results, args)
+    print(f"\n{elapsed:.1f} s; results in {args.json}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(output, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Every way a child can end leaves a span that says how, and reaches the backend."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import by_name, settle
+from faults import PROGRAM as FAULTS
+
+ENDINGS = """
+import multiprocessing, os, signal, sys, time
+from proctrace import traced
+
+@traced
+def sleeper():
+    time.sleep(30)
+
+@traced
+def leave_now():
+    os._exit(5)
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(sys.argv[1])
+    results = []
+    for how in ("terminate", "kill"):
+        p = ctx.Process(target=sleeper, name=how)
+        p.start()
+        time.sleep(0.3 if sys.argv[1] == "fork" else 1.0)  # the task is running
+        getattr(p, how)()
+        p.join()
+        results.append(p.exitcode)
+    p = ctx.Process(target=leave_now, name="os._exit")
+    p.start(); p.join()
+    results.append(p.exitcode)
+    p = ctx.Process(target=sleeper, name="early")
+    p.start(); p.terminate(); p.join()  # before its target can run
+    results.append(p.exitcode)
+    print(results)
+"""
+
+
+def test_terminate_kill_os_exit_and_early_death_each_leave_a_truthful_span(
+    run_script, receiver, method
+):
+    """terminate(): ERROR 'terminated', exit code -15, and the process still dies of SIGTERM;
+    kill(): -9; os._exit(5) inside the task: ERROR ended abnormally with code 5; a child
+    terminated before its target ran still has its span."""
+    run = run_script(ENDINGS, method, env=receiver.env())
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[-15, -9, 5, -15]"
+    spans = {s.attributes["proctrace.process.name"]: s for s in settle(receiver, 5)
+             if s.name != "prog"}
+    terminated = spans["terminate"]
+    assert terminated.status_code == "ERROR"
+    assert "terminated by SIGTERM" in terminated.status_message
+    assert terminated.attributes["process.exit.code"] == -15
+    assert terminated.attributes["proctrace.terminated"] is True
+    assert terminated.duration_ms >= 250
+    assert spans["kill"].attributes["process.exit.code"] == -9
+    assert "SIGKILL" in spans["kill"].status_message
+    exited = spans["os._exit"]
+    assert exited.status_code == "ERROR"
+    assert exited.attributes["proctrace.abnormal_end"] is True
+    assert exited.attributes["process.exit.code"] == 5
+    early = spans["early"]
+    assert early.status_code == "ERROR"
+    assert early.attributes["process.exit.code"] == -15
+    assert early.attributes["process.pid"] > 0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_children_killed_at_random_points_each_have_exactly_one_ended_span(
+    run_script, receiver, method, seed
+):
+    """Fault injection: whatever the moment and the way a child ends, the trace has every
+    process, each exactly once, ended, with a status that matches how it ended."""
+    count = 12
+    run = run_script(FAULTS, method, str(seed), str(count), env=receiver.env(), timeout=90)
+    assert run.returncode == 0, run.stderr
+    outcomes = {}
+    for line in run.stdout.splitlines():
+        name, fate, code = line.split()
+        outcomes[name] = (fate, int(code))
+    assert len(outcomes) == count
+    spans = by_name(settle(receiver, count + 1))
+    victims = {s.attributes["proctrace.process.name"]: s for s in spans["victim"]}
+    assert sorted(victims) == sorted(outcomes)  # each process exactly once
+    for name, (fate, code) in outcomes.items():
+        span = victims[name]
+        assert span.end_time_unix_nano >= span.start_time_unix_nano
+        if code == 0:
+            assert span.status_code == "UNSET", (name, fate, span.status_message)
+        else:
+            assert span.status_code == "ERROR", (name, fate, code)
+            if "process.exit.code" in span.attributes:
+                assert span.attributes["process.exit.code"] == code, (name, fate)
+
+
+def test_unpicklable_arguments_fail_exactly_as_without_proctrace(run_script, receiver):
+    """Under spawn an unpicklable argument raises the same error from start(), and nothing
+    is left behind: no span for a process that never existed."""
+    source = """
+    import multiprocessing, pickle, sys
+    from proctrace import traced
+
+    @traced
+    def task(fn):
+        pass
+
+    if __name__ == "__main__":
+        ctx = multiprocessing.get_context("spawn")
+        try:
+            ctx.Process(target=task, args=(lambda: 1,)).start()
+        except Exception as exc:
+            print(type(exc).__name__, exc)
+    """
+    run = run_script(source, env=receiver.env())
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("PicklingError Can't pickle <function <lambda>")
+    spans = receiver.wait_for_spans(1)
+    assert [s.name for s in spans] == ["prog"]
