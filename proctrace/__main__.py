@@ -31,6 +31,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--protocol", choices=_config.PROTOCOLS, help="OTLP protocol")
     run.add_argument("-m", dest="module", metavar="MODULE", help="run a module, as python -m")
     run.add_argument("program", nargs=argparse.REMAINDER, help="script.py [args...]")
+
+    send = commands.add_parser(
+        "send",
+        help="send spans a run kept in a file because its backend was unreachable",
+        description=(
+            "Send the spans in FILE (OTLP JSON, one export request per line, as proctrace "
+            "writes them) to an OTLP backend; the file is removed once all were accepted. "
+            "Options fall back to the OTEL_* variables."
+        ),
+    )
+    send.add_argument("files", nargs="+", metavar="FILE")
+    send.add_argument("--endpoint", help="OTLP endpoint, e.g. http://localhost:4317")
+    send.add_argument("--protocol", choices=_config.PROTOCOLS, help="OTLP protocol")
     return parser
 
 
@@ -66,11 +79,40 @@ def _run(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         runpy.run_path(script, run_name="__main__")
 
 
+def _send(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    from . import _send
+
+    try:
+        settings = _config.resolve(endpoint=ns.endpoint, protocol=ns.protocol, exporter="otlp")
+    except _config.ConfigurationError as exc:
+        parser.exit(2, f"proctrace: {exc}\n")
+    failed = False
+    for path in ns.files:
+        try:
+            sent = _send.send_file(path, settings)
+        except OSError as exc:
+            failed = True
+            print(f"proctrace: cannot read {path}: {exc}", file=sys.stderr)
+        except Exception as exc:  # the backend said no: keep the file, say why
+            failed = True
+            print(
+                f"proctrace: {path} not sent to {settings.endpoint} "
+                f"({_send.describe_error(exc)}); the file is kept",
+                file=sys.stderr,
+            )
+        else:
+            print(f"proctrace: sent {sent} spans from {path} to {settings.endpoint}")
+    if failed:
+        sys.exit(1)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = _parser()
     ns = parser.parse_args(argv)
     if ns.command == "run":
         _run(ns, parser)
+    elif ns.command == "send":
+        _send(ns, parser)
 
 
 if __name__ == "__main__":

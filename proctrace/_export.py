@@ -23,6 +23,9 @@ from . import _config, _otlpjson
 BATCH = 512
 INTERVAL = 0.2
 EXPORT_TIMEOUT = 5.0
+# Spans waiting for a slow or dead backend beyond this go straight to the fallback file,
+# so the agent's memory stays bounded whatever the backend does.
+MAX_QUEUE = 8 * BATCH
 
 
 class FileExporter(SpanExporter):
@@ -93,10 +96,16 @@ class Pipeline:
         self._thread.start()
 
     def add(self, span: ReadableSpan) -> None:
+        overflow: list[ReadableSpan] = []
         with self._wake:
             self._queue.append(span)
             if len(self._queue) >= BATCH:
                 self._wake.notify()
+            if len(self._queue) > MAX_QUEUE:
+                overflow = self._take()
+        if overflow:
+            self._note("the backend is slower than the program")
+            self._keep(overflow)
 
     def _take(self) -> list[ReadableSpan]:
         count = min(BATCH, len(self._queue))

@@ -22,8 +22,9 @@ from typing import Any
 
 from . import _config, _span, _wire
 
-# Time the agent gets at exit to drain children's connections and export.
-AGENT_EXIT_TIMEOUT = 1.5
+# Time the program waits at exit for the agent to drain children's connections, export,
+# and keep in a file what it could not send (see _agent.EXPORT_DEADLINE).
+AGENT_EXIT_TIMEOUT = 0.95
 
 
 class Runtime:

@@ -1,0 +1,94 @@
+"""A dead, slow or black-holed backend never stalls the program and loses nothing silently."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from backends import FaultyBackend
+from conftest import ROOT, by_name, clean_env
+
+from proctrace import _otlpjson
+from proctrace.testing import decode_request
+
+PROGRAM = """
+import multiprocessing, sys, time
+from proctrace import traced
+
+@traced
+def task(i):
+    time.sleep(0.05)
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context("fork")
+    time.sleep(0.5)  # a program that runs a little while, as programs do
+    ps = [ctx.Process(target=task, args=(i,)) for i in range(8)]
+    for p in ps: p.start()
+    for p in ps: p.join()
+"""
+
+
+def _timed(tmp_path: Path, env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
+    script = tmp_path / "prog.py"
+    script.write_text(PROGRAM)
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=clean_env(**env),
+        capture_output=True, text=True, timeout=60,
+    )
+    return time.monotonic() - started, proc
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+@pytest.mark.parametrize("mode", ["refuse", "stall", "drop"])
+def test_a_failing_backend_adds_under_a_second_and_keeps_every_span(
+    tmp_path, receiver, mode, protocol
+):
+    """Connection refused, 3 s per export, or no answer at all: the program's wall time grows
+    by less than 1 s, and every span is in the fallback file, which one line names along with
+    the command that sends it later; that command delivers them all."""
+    baseline, proc = _timed(tmp_path, receiver.env())
+    assert proc.returncode == 0, proc.stderr
+    assert len(receiver.wait_for_spans(9)) == 9
+    with FaultyBackend(mode, protocol) as backend:
+        wall, proc = _timed(tmp_path, backend.env())
+    assert proc.returncode == 0, proc.stderr
+    assert wall - baseline < 1.0, (wall, baseline)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("proctrace:")]
+    assert len(lines) == 1, lines
+    match = re.search(r"kept in (\S+); send them later with: proctrace send (\S+)$", lines[0])
+    assert match, lines[0]
+    kept = tmp_path / match.group(1)
+    assert match.group(1) == match.group(2)
+    spans = [s for r in _otlpjson.read(str(kept)) for s in decode_request(_otlpjson.to_protobuf(r))]
+    assert sorted(s.name for s in spans) == ["prog"] + ["task"] * 8
+    assert "Exception ignored" not in proc.stderr
+
+    receiver.clear()
+    sent = subprocess.run(
+        [sys.executable, "-m", "proctrace", "send", str(kept), "--endpoint", receiver.endpoint],
+        cwd=tmp_path, env=clean_env(PYTHONPATH=str(ROOT)), capture_output=True, text=True,
+        timeout=60,
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert "sent 9 spans" in sent.stdout
+    assert len(by_name(receiver.wait_for_spans(9))["task"]) == 8
+    assert not kept.exists()
+
+
+def test_send_keeps_the_file_when_the_backend_is_still_down(tmp_path, receiver):
+    """`proctrace send` to a dead backend fails clearly (exit 1) and keeps the file."""
+    with FaultyBackend("refuse") as backend:
+        _, proc = _timed(tmp_path, backend.env())
+        kept = next((tmp_path / ".proctrace").glob("*-undelivered.jsonl"))
+        sent = subprocess.run(
+            [sys.executable, "-m", "proctrace", "send", str(kept), "--endpoint", backend.endpoint],
+            cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=60,
+        )
+    assert sent.returncode == 1
+    assert "not sent to" in sent.stderr and "the file is kept" in sent.stderr
+    assert kept.exists()

@@ -1,0 +1,49 @@
+"""The benchmark script runs end to end in its quick mode (not a timed test)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+METHODS = ("fork", "forkserver", "spawn")
+VARIANTS = ("bare", "proctrace", "recipe")
+
+
+def test_bench_quick_measures_every_method_and_variant_and_delivers_spans(tmp_path: Path) -> None:
+    """`benchmarks/bench.py --quick` exits 0 and writes JSON with a positive per-child median for
+    bare, proctrace and recipe under fork, forkserver and spawn, positive pool per-task figures,
+    and every proctrace and recipe run's spans delivered to the receiver. No timing is asserted.
+    """
+    out = tmp_path / "results.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PROCTRACE_"))}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/bench.py", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["machine"]["nproc"] >= 1
+    assert results["parameters"]["quick"] is True
+    for method in METHODS:
+        entry = results["processes"][method]
+        for variant in VARIANTS:
+            assert entry[variant]["median_ms"] > 0, (method, variant)
+            assert all(ms > 0 for run in entry[variant]["children_ms"] for ms in run)
+        assert entry["proctrace"]["spans"] == "ok", (method, entry["proctrace"]["span_runs"])
+        assert entry["recipe"]["spans"] == "ok", (method, entry["recipe"]["span_runs"])
+        assert entry["ratios"]["proctrace/bare"] > 0
+        assert entry["ratios"]["proctrace/recipe"] > 0
+    pool = results["pool"]
+    assert pool["bare"]["us_per_task"] > 0
+    assert pool["proctrace"]["us_per_task"] > 0
+    assert pool["proctrace"]["spans"] == "ok", pool["proctrace"]["span_runs"]
+    assert "proctrace/bare" in proc.stdout
