@@ -17,9 +17,10 @@ import socket
 import sys
 import time
 
-# At exit the program waits for the agent at most _runtime.AGENT_EXIT_TIMEOUT (0.95 s):
-# draining children's connections (0.2 s at most) and exporting (0.5 s) fit inside it,
-# so what could not be sent is always in the fallback file before the program ends.
+# At exit the program waits for the agent, which bounds its own work from the moment it
+# reads the shutdown record: draining children's connections (0.2 s at most), then
+# exporting (0.5 s at most). What could not be sent is in the fallback file before the
+# program ends, and a dead backend adds at most 0.7 s to the program's wall time.
 DRAIN_TIMEOUT = 0.2
 EXPORT_DEADLINE = 0.5
 

@@ -22,9 +22,10 @@ from typing import Any
 
 from . import _config, _span, _wire
 
-# Time the program waits at exit for the agent to drain children's connections, export,
-# and keep in a file what it could not send (see _agent.EXPORT_DEADLINE).
-AGENT_EXIT_TIMEOUT = 0.95
+# The agent bounds its own work at exit (_agent.DRAIN_TIMEOUT + EXPORT_DEADLINE, counted
+# from when it reads the shutdown record, also if it was still starting up): this is
+# only a safety net against an agent that hangs.
+AGENT_EXIT_TIMEOUT = 5.0
 
 
 class Runtime:
