@@ -22,6 +22,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,10 @@ TARGETS: dict[str, Any] = {
     "pool_extra_us_per_task": TARGET_POOL_EXTRA_US,
 }
 RUN_TIMEOUT = 900.0  # seconds one measurement subprocess may take
-SPAN_WAIT = 5.0  # seconds to wait for spans after a run exited (they are sent before exit)
+# Seconds to wait for spans once a run has exited. Its exporters have had their answers by
+# then, so this only bounds the wait for spans that are not coming.
+SPAN_WAIT = 5.0
+SPAN_WAIT_LARGE = 15.0  # for runs of 10000 spans or more
 
 # ---------------------------------------------------------------------------------------------
 # The measured programs. Each is written to a file (spawn and forkserver children re-import
@@ -324,15 +328,17 @@ class Bench:
             raise SystemExit(
                 f"bench: {script} {' '.join(args)} exited with {proc.returncode}\n{tail}"
             )
-        stderr_path.unlink()
         data = json.loads(proc.stdout.strip().splitlines()[-1])
         if script.removeprefix("pool-") == "bare" and data["proctrace_loaded"]:
             raise SystemExit(f"bench: the {script} program imported proctrace")
         spans = None
         if expected_spans is not None:
-            timeout = SPAN_WAIT if expected_spans < 10_000 else 60.0
+            timeout = SPAN_WAIT if expected_spans < 10_000 else SPAN_WAIT_LARGE
             spans = self._count_spans(service, expected_spans, timeout)
-            spans["after_exit_s"] = round(time.perf_counter() - t0 - wall, 3)
+            spans["counted_after_exit_s"] = round(time.perf_counter() - t0 - wall, 3)
+            if spans["status"] != "ok":
+                spans["stderr_notes"] = stderr_notes(stderr_path)
+        stderr_path.unlink()
         return RunResult(data, wall, spans)
 
     def _count_spans(self, service: str, expected: int, timeout: float) -> dict[str, Any]:
@@ -341,8 +347,30 @@ class Bench:
             self.receiver.wait_for_spans(expected, timeout=timeout)
         except AssertionError:
             pass
-        got = sum(1 for s in self.receiver.spans if s.resource.get("service.name") == service)
-        return {"expected": expected, "received": got, "status": span_status(expected, got)}
+        names = Counter(
+            s.name for s in self.receiver.spans if s.resource.get("service.name") == service
+        )
+        got = sum(names.values())
+        counted: dict[str, Any] = {
+            "expected": expected,
+            "received": got,
+            "status": span_status(expected, got),
+        }
+        if got != expected:
+            counted["received_by_name"] = dict(names)
+        return counted
+
+
+def stderr_notes(path: Path, limit: int = 20) -> list[str]:
+    """A run's stderr lines that are not proctrace's JSON logs (agent messages, warnings)."""
+    notes: list[str] = []
+    with open(path, errors="replace") as lines:
+        for line in lines:
+            if line.strip() and not line.startswith("{"):
+                notes.append(line.rstrip()[:500])
+                if len(notes) == limit:
+                    break
+    return notes
 
 
 def span_status(expected: int, received: int) -> str:
@@ -550,13 +578,17 @@ def print_scale(results: dict[str, Any]) -> None:
         (
             "spans delivered",
             f"{spans['status']} ({spans['received']}/{spans['expected']}, "
-            f"last one {spans['after_exit_s']:.2f} s after exit)",
+            f"counted {spans['counted_after_exit_s']:.2f} s after exit)",
         ),
     ]
     print("Scale: one proctrace run, OTLP gRPC to a loopback receiver")
     width = max(len(label) for label, _ in rows) + 2
     for label, value in rows:
         print(f"{label:<{width}}{value}")
+    if spans["status"] != "ok":
+        print(f"received by span name: {spans.get('received_by_name')}")
+        for note in spans.get("stderr_notes", []):
+            print(f"  stderr: {note}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -161,6 +161,7 @@ def run_process(
         proc, carrier, target, spec, settings, args, kwargs
     )
     _logs.configure(settings.log_format)
+    _logs.set_lock_path(os.path.join(os.path.dirname(carrier["socket"]), "stderr.lock"))
     _logs.set_process_keys(
         process_name=attributes["proctrace.process.name"],
         pid=attributes["process.pid"],

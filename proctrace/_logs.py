@@ -7,7 +7,9 @@ processor is put in front of it, so its events carry the same keys.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import threading
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -36,11 +38,42 @@ def add_process_context(
     return event_dict
 
 
-class LineWriter:
-    """A structlog logger that writes each rendered event with one ``write(2)``.
+_lock_path: str | None = None
+_lock_fd: tuple[int, int] | None = None  # (pid, fd): POSIX locks belong to a process
+_thread_lock = threading.Lock()
 
-    Many children share one stderr pipe; the kernel keeps a single write of up
-    to PIPE_BUF (4096) bytes whole, and one write call is never split by Python.
+
+def _after_fork_in_child() -> None:
+    global _thread_lock
+    _thread_lock = threading.Lock()  # another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def set_lock_path(path: str | None) -> None:
+    """A file the run's processes lock around each line they write to the shared stderr."""
+    global _lock_path
+    _lock_path = path
+
+
+def _locked_fd() -> int | None:
+    global _lock_fd
+    if _lock_path is None:
+        return None
+    if _lock_fd is None or _lock_fd[0] != os.getpid():
+        _lock_fd = (os.getpid(), os.open(_lock_path, os.O_WRONLY | os.O_CREAT, 0o600))
+    return _lock_fd[1]
+
+
+class LineWriter:
+    """A structlog logger that writes each rendered event as one whole line.
+
+    Many children share one stderr pipe. A single write of up to PIPE_BUF
+    (4096) bytes is whole, but a longer one (a traceback, say) can be split by
+    any other process's write, short or long. So every line is written holding a
+    POSIX lock on a file of the run that all its processes share (three system
+    calls), and a thread lock within the process.
     """
 
     def __init__(self, fd: int = 2) -> None:
@@ -49,10 +82,22 @@ class LineWriter:
     def msg(self, message: str) -> None:
         data = (message + "\n").encode("utf-8", "backslashreplace")
         try:
-            while data:
-                data = data[os.write(self._fd, data) :]
+            with _thread_lock:
+                lock = _locked_fd()
+                if lock is None:
+                    self._write(data)
+                    return
+                fcntl.lockf(lock, fcntl.LOCK_EX)
+                try:
+                    self._write(data)
+                finally:
+                    fcntl.lockf(lock, fcntl.LOCK_UN)
         except OSError:  # stderr closed: logging must never break the task
             pass
+
+    def _write(self, data: bytes) -> None:
+        while data:
+            data = data[os.write(self._fd, data) :]
 
     log = debug = info = warn = warning = error = err = critical = exception = fatal = msg
 
