@@ -338,6 +338,9 @@ class Bench:
             spans["counted_after_exit_s"] = round(time.perf_counter() - t0 - wall, 3)
             if spans["status"] != "ok":
                 spans["stderr_notes"] = stderr_notes(stderr_path)
+                spans["kept_undelivered"] = count_undelivered(
+                    Path(self.env["PROCTRACE_DIR"]), service
+                )
         stderr_path.unlink()
         return RunResult(data, wall, spans)
 
@@ -359,6 +362,19 @@ class Bench:
         if got != expected:
             counted["received_by_name"] = dict(names)
         return counted
+
+
+def count_undelivered(directory: Path, service: str) -> int:
+    """Spans proctrace kept in its ``*-undelivered.jsonl`` file (OTLP JSON) for ``service``."""
+    count = 0
+    for path in directory.glob(f"{service}-*-undelivered.jsonl"):
+        with open(path) as lines:
+            for line in lines:
+                request = json.loads(line)
+                for resource_spans in request.get("resourceSpans", ()):
+                    for scope_spans in resource_spans.get("scopeSpans", ()):
+                        count += len(scope_spans.get("spans", ()))
+    return count
 
 
 def stderr_notes(path: Path, limit: int = 20) -> list[str]:
@@ -587,6 +603,7 @@ def print_scale(results: dict[str, Any]) -> None:
         print(f"{label:<{width}}{value}")
     if spans["status"] != "ok":
         print(f"received by span name: {spans.get('received_by_name')}")
+        print(f"kept in proctrace's undelivered file: {spans.get('kept_undelivered')}")
         for note in spans.get("stderr_notes", []):
             print(f"  stderr: {note}")
 

@@ -43,11 +43,12 @@ def main(argv: list[str]) -> None:
     settings = _config.Settings.from_dict(json.loads(settings_json))
     trace_file = trace_file_path(settings.trace_dir, settings.service_name, owner)
     fallback = trace_file.removesuffix(".jsonl") + "-undelivered.jsonl"
-    pipeline = _export.Pipeline(_export.build(settings, trace_file), fallback)
+    # OTEL_RESOURCE_ATTRIBUTES and the SDK's own attributes, as any SDK program has.
+    resource = dict(Resource.create({"service.name": settings.service_name}).attributes)
+    pipeline = _export.Pipeline(_export.build(settings, trace_file, resource), fallback, resource)
     collector = _collector.Collector(
         socket.socket(fileno=fd),
         pipeline.add,
-        resource=Resource.create({"service.name": settings.service_name}),
         owner_pid=owner,
         drain_timeout=DRAIN_TIMEOUT,
     )

@@ -18,47 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
-from opentelemetry.trace.status import Status, StatusCode
-
-from . import __version__, _fates
-
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_SCOPE = InstrumentationScope("proctrace", __version__)
-
-
-def _attrs(raw: dict[str, Any] | None) -> dict[str, Any]:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in (raw or {}).items()}
-
-
-def to_span(record: dict[str, Any], resource: Resource) -> ReadableSpan:
-    """An SDK ReadableSpan from a finished (``span``, or merged start+end) record."""
-    trace_id = int(record["trace"], 16)
-    parent = record.get("parent")
-    code = StatusCode(int(record.get("status", 0)))
-    scope_name = record.get("scope")
-    return ReadableSpan(
-        name=str(record["name"]),
-        context=SpanContext(trace_id, int(record["span"], 16), False, _SAMPLED),
-        parent=SpanContext(trace_id, int(parent, 16), True, _SAMPLED) if parent else None,
-        resource=resource,
-        attributes=_attrs(record.get("attrs")),
-        events=[Event(n, _attrs(attrs), int(ts)) for n, ts, attrs in record.get("events", ())],
-        links=[
-            Link(SpanContext(int(t, 16), int(s, 16), True, _SAMPLED), _attrs(a))
-            for t, s, a in record.get("links", ())
-        ],
-        kind=SpanKind(int(record.get("kind", 0))),
-        status=Status(code, record.get("message") or None if code is StatusCode.ERROR else None),
-        start_time=int(record["start"]),
-        end_time=int(record["end"]),
-        instrumentation_scope=(
-            InstrumentationScope(scope_name) if scope_name and scope_name != "proctrace" else _SCOPE
-        ),
-    )
+from . import _fates
 
 
 class _Connection:
@@ -75,15 +35,13 @@ class Collector:
     def __init__(
         self,
         listener: socket.socket,
-        sink: Callable[[ReadableSpan], None],
+        sink: Callable[[dict[str, Any]], None],
         *,
-        resource: Resource,
         owner_pid: int | None = None,
         drain_timeout: float = 0.5,
     ) -> None:
         self._listener = listener
         self._sink = sink
-        self._resource = resource
         self._owner_pid = owner_pid
         self._drain_timeout = drain_timeout
         self._stop_at: float | None = None
@@ -198,14 +156,14 @@ class Collector:
             self.malformed += 1
 
     def _emit(self, record: dict[str, Any]) -> None:
+        """Hand a finished span record to the sink."""
         try:
-            span = to_span(record, self._resource)
-        except (ValueError, KeyError, TypeError):
+            self.trace_ids.setdefault(record["trace"])
+        except (KeyError, TypeError):
             self.malformed += 1
             return
-        self.trace_ids.setdefault(record["trace"])
         self.delivered += 1
         try:
-            self._sink(span)
+            self._sink(record)
         except Exception:  # a failing sink must not stop the collection of the others
             pass

@@ -1,10 +1,12 @@
-"""Export: batches of finished spans go to the configured destinations, in the agent process.
+"""Export, in the agent process: batches of finished span records to their destinations.
 
 Destinations are the embedded trace file (the default), OTLP over gRPC or
-HTTP/protobuf, the console, or nothing. A batch an OTLP backend did not take is
-appended to a local trace file instead, so nothing is dropped silently; at
-exit the pipeline gets a fixed time, and what is still queued then goes to that
-file too.
+HTTP/protobuf (the OpenTelemetry SDK's exporters, so their ``OTEL_EXPORTER_OTLP_*``
+settings for headers, certificates, compression, timeout and retries apply), the
+console, or nothing. Records are encoded straight to OTLP (``_otlp``). A batch an
+OTLP backend did not take is appended to a local file instead, so nothing is
+dropped silently; at exit the pipeline gets a fixed time, and what is still
+queued or in flight then goes to that file too.
 """
 
 from __future__ import annotations
@@ -13,92 +15,146 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
-
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from . import _config, _otlpjson
 
+Record = dict[str, Any]
 BATCH = 512
 INTERVAL = 0.2
 EXPORT_TIMEOUT = 5.0
-# Spans waiting for a slow or dead backend beyond this go straight to the fallback file,
-# so the agent's memory stays bounded whatever the backend does.
-MAX_QUEUE = 8 * BATCH
+# Spans waiting for a slow or dead backend beyond this go straight to the fallback
+# file, so the agent's memory stays bounded whatever the backend does.
+MAX_QUEUE = 64 * BATCH
 
 
-class FileExporter(SpanExporter):
-    """Appends each batch as one OTLP JSON line to a private trace file."""
+class _Exporter:
+    name = ""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        try:
-            _otlpjson.append(self.path, spans)
-        except OSError:
-            return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
+    def export(self, batch: Sequence[Record]) -> bool:
+        raise NotImplementedError
 
     def shutdown(self) -> None:
         pass
 
 
-def _otlp(settings: _config.Settings) -> SpanExporter:
-    assert settings.endpoint is not None
-    if settings.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as GrpcExporter,
-        )
+class FileExporter(_Exporter):
+    """Appends each batch as one OTLP/JSON line to a private trace file."""
 
-        return GrpcExporter(
-            endpoint=settings.endpoint,
-            insecure=settings.endpoint.startswith("http://"),
-            timeout=EXPORT_TIMEOUT,
-        )
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter as HttpExporter,
-    )
+    name = "file"
 
-    return HttpExporter(endpoint=settings.endpoint, timeout=EXPORT_TIMEOUT)
+    def __init__(self, path: str, resource: Mapping[str, Any]) -> None:
+        self.path = path
+        self.resource = resource
+
+    def export(self, batch: Sequence[Record]) -> bool:
+        try:
+            _otlpjson.append(self.path, batch, self.resource)
+        except OSError:
+            return False
+        return True
 
 
-def build(settings: _config.Settings, trace_file: str) -> list[tuple[str, SpanExporter]]:
-    """The destinations ``settings`` name, as ``(name, exporter)`` pairs."""
-    exporters: list[tuple[str, SpanExporter]] = []
+class OtlpExporter(_Exporter):
+    """The SDK's OTLP exporter, fed protobuf built from records instead of SDK spans."""
+
+    name = "otlp"
+
+    def __init__(self, settings: _config.Settings, resource: Mapping[str, Any]) -> None:
+        from . import _otlp
+
+        endpoint = settings.endpoint
+        assert endpoint is not None
+
+        def encode(batch: Sequence[Record]) -> Any:
+            return _otlp.request(batch, resource)
+
+        if settings.protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+                OTLPSpanExporter as Grpc,
+            )
+
+            class RecordGrpc(Grpc):
+                def _translate_data(self, data: Sequence[Record]) -> Any:  # type: ignore[override]
+                    return encode(data)
+
+            self._sdk: Any = RecordGrpc(
+                endpoint=endpoint, insecure=endpoint.startswith("http://"), timeout=EXPORT_TIMEOUT
+            )
+        else:
+            from opentelemetry.exporter.otlp.proto.http import trace_exporter as http
+
+            # The HTTP exporter calls its module's encode_spans; in this process (the
+            # agent, which exports nothing else) it is given records.
+            setattr(http, "encode_spans", encode)  # noqa: B010
+            self._sdk = http.OTLPSpanExporter(endpoint=endpoint, timeout=EXPORT_TIMEOUT)
+
+    def export(self, batch: Sequence[Record]) -> bool:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        return bool(self._sdk.export(batch) is SpanExportResult.SUCCESS)
+
+    def shutdown(self) -> None:
+        self._sdk.shutdown()
+
+
+class ConsoleExporter(_Exporter):
+    """The SDK's console exporter (one JSON document per span on stdout)."""
+
+    name = "console"
+
+    def __init__(self, resource: Mapping[str, Any]) -> None:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        self._resource = Resource(dict(resource))
+        self._sdk = ConsoleSpanExporter()
+
+    def export(self, batch: Sequence[Record]) -> bool:
+        from . import _forward
+
+        self._sdk.export([_forward.to_span(r, self._resource) for r in batch])
+        return True
+
+
+def build(
+    settings: _config.Settings, trace_file: str, resource: Mapping[str, Any]
+) -> list[_Exporter]:
+    """The destinations ``settings`` name."""
+    exporters: list[_Exporter] = []
     for name in settings.exporters:
         if name == "file":
-            exporters.append((name, FileExporter(trace_file)))
+            exporters.append(FileExporter(trace_file, resource))
         elif name == "otlp":
-            exporters.append((name, _otlp(settings)))
+            exporters.append(OtlpExporter(settings, resource))
         elif name == "console":
-            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
-            exporters.append((name, ConsoleSpanExporter()))
+            exporters.append(ConsoleExporter(resource))
     return exporters
 
 
 class Pipeline:
-    """A queue drained by one export thread; ``add`` never blocks."""
+    """A queue drained by one export thread; ``add`` never blocks on the network."""
 
-    def __init__(self, exporters: list[tuple[str, SpanExporter]], fallback_path: str) -> None:
+    def __init__(
+        self, exporters: list[_Exporter], fallback_path: str, resource: Mapping[str, Any]
+    ) -> None:
         self._exporters = exporters
         self.fallback_path = fallback_path
-        self._queue: deque[ReadableSpan] = deque()
+        self._resource = resource
+        self._queue: deque[Record] = deque()
         self._wake = threading.Condition()
         self._stopping = False
-        self._in_flight: Sequence[ReadableSpan] = ()
-        self.exported = 0
+        self._in_flight: Sequence[Record] = ()
         self.kept = 0  # spans written to the fallback file
         self.errors: list[str] = []
         self._thread = threading.Thread(target=self._run, name="proctrace-export", daemon=True)
         self._thread.start()
 
-    def add(self, span: ReadableSpan) -> None:
-        overflow: list[ReadableSpan] = []
+    def add(self, record: Record) -> None:
+        overflow: list[Record] = []
         with self._wake:
-            self._queue.append(span)
+            self._queue.append(record)
             if len(self._queue) >= BATCH:
                 self._wake.notify()
             if len(self._queue) > MAX_QUEUE:
@@ -107,7 +163,7 @@ class Pipeline:
             self._note("the backend is slower than the program")
             self._keep(overflow)
 
-    def _take(self) -> list[ReadableSpan]:
+    def _take(self) -> list[Record]:
         count = min(BATCH, len(self._queue))
         return [self._queue.popleft() for _ in range(count)]
 
@@ -125,27 +181,24 @@ class Pipeline:
             with self._wake:
                 self._in_flight = ()
 
-    def _export(self, batch: Sequence[ReadableSpan]) -> None:
-        for name, exporter in self._exporters:
+    def _export(self, batch: Sequence[Record]) -> None:
+        for exporter in self._exporters:
             try:
-                ok = exporter.export(batch) is SpanExportResult.SUCCESS
+                ok = exporter.export(batch)
             except Exception as exc:  # an exporter bug must not lose the batch
                 ok = False
-                self._note(f"{name}: {type(exc).__name__}: {exc}")
-            if ok:
-                if name != "console":
-                    self.exported += len(batch)
-            elif name != "file":
-                self._note(f"{name} exporter failed")
+                self._note(f"{exporter.name}: {type(exc).__name__}: {exc}")
+            if not ok and exporter.name != "file":
+                self._note(f"{exporter.name} exporter failed")
                 self._keep(batch)
 
     def _note(self, error: str) -> None:
         if error not in self.errors:
             self.errors.append(error)
 
-    def _keep(self, batch: Sequence[ReadableSpan]) -> None:
+    def _keep(self, batch: Sequence[Record]) -> None:
         try:
-            _otlpjson.append(self.fallback_path, batch)
+            _otlpjson.append(self.fallback_path, batch, self._resource)
             self.kept += len(batch)
         except OSError as exc:
             self._note(f"cannot write {self.fallback_path}: {exc}")
@@ -161,15 +214,15 @@ class Pipeline:
             with self._wake:
                 left = list(self._in_flight) + list(self._queue)
                 self._queue.clear()
-            if any(name not in ("console", "file") for name, _ in self._exporters):
+            if any(e.name == "otlp" for e in self._exporters):
                 self._note(f"export did not finish within {timeout:g} s")
                 self._keep(left)
-        for _, exporter in self._exporters:
-            if not self._thread.is_alive():
-                try:
-                    exporter.shutdown()
-                except Exception:  # pragma: no cover - best effort at exit
-                    pass
+            return
+        for exporter in self._exporters:
+            try:
+                exporter.shutdown()
+            except Exception:  # pragma: no cover - best effort at exit
+                pass
 
 
 def relative(path: str) -> str:

@@ -1,9 +1,10 @@
-"""A span processor that hands the application's own finished spans to the collector.
+"""The SDK side of span records: application spans to records, and records to SDK spans.
 
-Installed on the provider proctrace sets up, it lets spans made through the
-OpenTelemetry API (in the main process or in a fork child) travel the same way
-as proctrace's: as a record over this process's own connection, so no
-exporter or gRPC channel ever exists in a process that forks.
+``ForwardProcessor``, installed on the provider proctrace sets up, lets spans
+made through the OpenTelemetry API (in the main process or in a fork child)
+travel the same way as proctrace's: as a record over this process's own
+connection, so no exporter or gRPC channel ever exists in a process that
+forks. ``to_span`` goes the other way, for an application's own provider.
 """
 
 from __future__ import annotations
@@ -12,9 +13,16 @@ import threading
 from typing import Any
 
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.status import Status, StatusCode
 
-from . import _wire
+from . import __version__, _wire
+
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_SCOPE = InstrumentationScope("proctrace", __version__)
 
 
 def _value(value: Any) -> Any:
@@ -51,6 +59,37 @@ def record_of(span: ReadableSpan) -> dict[str, Any]:
         ],
         "scope": span.instrumentation_scope.name if span.instrumentation_scope else None,
     }
+
+
+def _attrs(raw: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in (raw or {}).items()}
+
+
+def to_span(record: dict[str, Any], resource: Resource) -> ReadableSpan:
+    """An SDK ReadableSpan from a finished (``span``, or merged start+end) record."""
+    trace_id = int(record["trace"], 16)
+    parent = record.get("parent")
+    code = StatusCode(int(record.get("status", 0)))
+    scope_name = record.get("scope")
+    return ReadableSpan(
+        name=str(record["name"]),
+        context=SpanContext(trace_id, int(record["span"], 16), False, _SAMPLED),
+        parent=SpanContext(trace_id, int(parent, 16), True, _SAMPLED) if parent else None,
+        resource=resource,
+        attributes=_attrs(record.get("attrs")),
+        events=[Event(n, _attrs(attrs), int(ts)) for n, ts, attrs in record.get("events", ())],
+        links=[
+            Link(SpanContext(int(t, 16), int(s, 16), True, _SAMPLED), _attrs(a))
+            for t, s, a in record.get("links", ())
+        ],
+        kind=SpanKind(int(record.get("kind", 0))),
+        status=Status(code, record.get("message") or None if code is StatusCode.ERROR else None),
+        start_time=int(record["start"]),
+        end_time=int(record["end"]),
+        instrumentation_scope=(
+            InstrumentationScope(scope_name) if scope_name and scope_name != "proctrace" else _SCOPE
+        ),
+    )
 
 
 class ForwardProcessor(SpanProcessor):

@@ -10,10 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
-
-from opentelemetry.sdk.trace import ReadableSpan
 
 _ID_KEYS = ("traceId", "spanId", "parentSpanId")
 
@@ -30,32 +28,18 @@ def _walk_spans(request: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield from scope_spans.get("spans", ())
 
 
-def encode(spans: Sequence[ReadableSpan]) -> str:
-    """One line of OTLP JSON for ``spans`` (no newline)."""
-    from google.protobuf import json_format
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-
-    request = json_format.MessageToDict(encode_spans(spans), use_integers_for_enums=True)
-
-    def to_hex(value: str) -> str:
-        return base64.b64decode(value).hex()
-
-    for span in _walk_spans(request):
-        _ids(span, to_hex)
-        for link in span.get("links", ()):
-            _ids(link, to_hex)
-    return json.dumps(request, separators=(",", ":"))
-
-
 def open_private(path: str) -> int:
     """Open ``path`` for appending, created with mode 0600 in a 0700 directory."""
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
 
-def append(path: str, spans: Sequence[ReadableSpan]) -> None:
-    """Append one export request holding ``spans`` to the trace file at ``path``."""
-    line = (encode(spans) + "\n").encode()
+def append(path: str, records: Sequence[Mapping[str, Any]], resource: Mapping[str, Any]) -> None:
+    """Append one export request holding ``records`` to the trace file at ``path``."""
+    from . import _otlp
+
+    request = _otlp.json_request(records, resource)
+    line = (json.dumps(request, separators=(",", ":")) + "\n").encode()
     fd = open_private(path)
     try:
         while line:

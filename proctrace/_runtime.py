@@ -91,12 +91,14 @@ class Runtime:
         listener.close()
 
     def _start_collector_thread(self, listener: socket.socket, provider: Any) -> None:
-        from . import _collector
+        from . import _collector, _forward
 
         processor = provider._active_span_processor
-        self.collector = _collector.Collector(
-            listener, processor.on_end, resource=provider.resource
-        )
+
+        def deliver(record: dict[str, Any]) -> None:
+            processor.on_end(_forward.to_span(record, provider.resource))
+
+        self.collector = _collector.Collector(listener, deliver)
         self.collector_thread = threading.Thread(
             target=self.collector.serve, name="proctrace-collector", daemon=True
         )

@@ -29,7 +29,7 @@ def _grpc_sender(endpoint: str) -> Any:
         channel = grpc.secure_channel(target, grpc.ssl_channel_credentials())
     else:
         channel = grpc.insecure_channel(target)
-    stub = TraceServiceStub(channel)
+    stub = TraceServiceStub(channel)  # type: ignore[no-untyped-call]
 
     def send(message: Any) -> None:
         stub.Export(message, timeout=TIMEOUT)
