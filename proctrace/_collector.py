@@ -87,6 +87,10 @@ class Collector:
                     break
         finally:
             for sock, conn in connections.items():
+                # What is already buffered is local: read it all before giving up on
+                # the processes that are still running.
+                while self._read(sock, conn) and self._buffered(sock):
+                    pass
                 for record in conn.open.values():
                     self._fates.abandon(record)
                 sock.close()
@@ -105,6 +109,13 @@ class Collector:
             sock.setblocking(False)
             selector.register(sock, selectors.EVENT_READ)
             connections[sock] = _Connection()
+
+    @staticmethod
+    def _buffered(sock: socket.socket) -> bool:
+        try:
+            return bool(sock.recv(1, socket.MSG_PEEK))
+        except OSError:  # nothing waiting (EAGAIN) or gone
+            return False
 
     def _read(self, sock: socket.socket, conn: _Connection) -> bool:
         """Handle what arrived; False when the peer has gone."""

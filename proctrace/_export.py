@@ -24,9 +24,13 @@ Record = dict[str, Any]
 BATCH = 512
 INTERVAL = 0.2
 EXPORT_TIMEOUT = 5.0
-# Spans waiting for a slow or dead backend beyond this go straight to the fallback
-# file, so the agent's memory stays bounded whatever the backend does.
+# Spans waiting for the backend beyond this go straight to the fallback file, so the
+# agent's memory stays bounded whatever the backend does. While the backend is failing
+# or slow (an export failed, or one has taken over SLOW seconds), the limit is small:
+# what cannot be sent is moved to the file as it comes, and the exit stays quick.
 MAX_QUEUE = 64 * BATCH
+MAX_QUEUE_UNHEALTHY = 2 * BATCH
+SLOW = 1.0
 
 
 class _Exporter:
@@ -146,6 +150,8 @@ class Pipeline:
         self._wake = threading.Condition()
         self._stopping = False
         self._in_flight: Sequence[Record] = ()
+        self._export_started = 0.0
+        self._healthy = True
         self.kept = 0  # spans written to the fallback file
         self.errors: list[str] = []
         self._thread = threading.Thread(target=self._run, name="proctrace-export", daemon=True)
@@ -157,11 +163,17 @@ class Pipeline:
             self._queue.append(record)
             if len(self._queue) >= BATCH:
                 self._wake.notify()
-            if len(self._queue) > MAX_QUEUE:
+            if len(self._queue) > MAX_QUEUE or (
+                len(self._queue) > MAX_QUEUE_UNHEALTHY and not self._is_healthy()
+            ):
                 overflow = self._take()
         if overflow:
             self._note("the backend is slower than the program")
             self._keep(overflow)
+
+    def _is_healthy(self) -> bool:
+        stuck = bool(self._in_flight) and time.monotonic() - self._export_started > SLOW
+        return self._healthy and not stuck
 
     def _take(self) -> list[Record]:
         count = min(BATCH, len(self._queue))
@@ -174,6 +186,7 @@ class Pipeline:
                     self._wake.wait(INTERVAL)
                 batch = self._take()
                 self._in_flight = batch
+                self._export_started = time.monotonic()
                 if not batch and self._stopping:
                     return
             if batch:
@@ -182,6 +195,7 @@ class Pipeline:
                 self._in_flight = ()
 
     def _export(self, batch: Sequence[Record]) -> None:
+        healthy = True
         for exporter in self._exporters:
             try:
                 ok = exporter.export(batch)
@@ -189,8 +203,10 @@ class Pipeline:
                 ok = False
                 self._note(f"{exporter.name}: {type(exc).__name__}: {exc}")
             if not ok and exporter.name != "file":
+                healthy = False
                 self._note(f"{exporter.name} exporter failed")
                 self._keep(batch)
+        self._healthy = healthy and time.monotonic() - self._export_started <= SLOW
 
     def _note(self, error: str) -> None:
         if error not in self.errors:
