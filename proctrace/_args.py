@@ -134,6 +134,25 @@ def positional_names(fn: Callable[..., Any]) -> tuple[str, ...]:
     return names
 
 
+_PLAIN = (int, float, str, bool, type(None))
+_SECRET_POSITIONS: dict[tuple[Callable[..., Any], tuple[str, ...]], tuple[bool, ...]] = {}
+
+
+def _secret_positions(fn: Callable[..., Any], extra: tuple[str, ...]) -> tuple[bool, ...]:
+    found = _SECRET_POSITIONS.get((fn, extra))
+    if found is None:
+        found = _SECRET_POSITIONS[(fn, extra)] = tuple(
+            is_secret(name, extra) for name in positional_names(fn)
+        )
+    return found
+
+
+def _shown(value: object, limit: int, extra: tuple[str, ...]) -> str:
+    if type(value) in _PLAIN:  # nothing inside to redact
+        return safe_repr(value, limit)
+    return safe_repr(scrub(value, extra), limit)
+
+
 def describe(
     fn: Callable[..., Any],
     args: tuple[Any, ...],
@@ -143,15 +162,13 @@ def describe(
     extra: tuple[str, ...] = (),
 ) -> tuple[list[str], dict[str, str]]:
     """Reprs of the positional and keyword arguments, redacted and truncated."""
-    names = positional_names(fn)
+    secret = _secret_positions(fn, extra)
     shown_args = [
-        REDACTED
-        if i < len(names) and is_secret(names[i], extra)
-        else safe_repr(scrub(arg, extra), limit)
+        REDACTED if i < len(secret) and secret[i] else _shown(arg, limit, extra)
         for i, arg in enumerate(args)
     ]
     shown_kwargs = {
-        str(key): REDACTED if is_secret(key, extra) else safe_repr(scrub(val, extra), limit)
+        str(key): REDACTED if is_secret(key, extra) else _shown(val, limit, extra)
         for key, val in kwargs.items()
     }
     return shown_args, shown_kwargs

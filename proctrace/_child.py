@@ -76,15 +76,8 @@ def _attributes(
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
 ) -> tuple[dict[str, Any], list[str], dict[str, str]]:
-    attributes: dict[str, Any] = {
-        "process.pid": os.getpid(),
-        "process.parent_pid": os.getppid(),
-        "proctrace.process.name": proc.name,
-        "code.function.name": function_name(target),
-    }
-    if carrier is not None:
-        attributes["proctrace.start_method"] = carrier["start_method"]
-        attributes["proctrace.starter.pid"] = carrier["starter_pid"]
+    attributes = dict(_process_attributes(proc, carrier))
+    attributes["code.function.name"] = function_name(target)
     shown_args: list[str] = []
     shown_kwargs: dict[str, str] = {}
     if spec.record_args:
@@ -97,6 +90,26 @@ def _attributes(
     return attributes, shown_args, shown_kwargs
 
 
+_process_cache: tuple[int, int, dict[str, Any]] | None = None
+
+
+def _process_attributes(proc: Any, carrier: dict[str, Any] | None) -> dict[str, Any]:
+    """The attributes every span of this process shares (computed once per process)."""
+    global _process_cache
+    pid = os.getpid()
+    if _process_cache is None or _process_cache[:2] != (pid, id(carrier)):
+        attributes: dict[str, Any] = {
+            "process.pid": pid,
+            "process.parent_pid": os.getppid(),
+            "proctrace.process.name": proc.name,
+        }
+        if carrier is not None:
+            attributes["proctrace.start_method"] = carrier["start_method"]
+            attributes["proctrace.starter.pid"] = carrier["starter_pid"]
+        _process_cache = (pid, id(carrier), attributes)
+    return _process_cache[2]
+
+
 def _span_name(target: Callable[..., Any], spec: _decorator.TraceSpec) -> str:
     return spec.name or str(getattr(target, "__qualname__", function_name(target)))
 
@@ -107,9 +120,10 @@ def run_call(
     carrier: dict[str, Any] | None,
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
+    parent: tuple[str, str] | None = None,
 ) -> Any:
-    """A span for one call, under the current span (a pool task, or a direct call)."""
-    parent = _span.current_ids()
+    """A span for one call, under ``parent`` or the current span (a pool task, a direct call)."""
+    parent = parent or _span.current_ids()
     if carrier is not None:
         settings = carrier_settings(carrier)
         parent = parent or _span.parse_traceparent(carrier["traceparent"])

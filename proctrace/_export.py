@@ -72,7 +72,7 @@ class OtlpExporter(_Exporter):
         assert endpoint is not None
 
         def encode(batch: Sequence[Record]) -> Any:
-            return _otlp.request(batch, resource)
+            return _otlp.Serialized(_otlp.serialized_request(batch, resource))
 
         if settings.protocol == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
@@ -80,8 +80,14 @@ class OtlpExporter(_Exporter):
             )
 
             class RecordGrpc(Grpc):
+                """Sends the bytes ``_otlp`` wrote, through a stub that does not re-encode."""
+
                 def _translate_data(self, data: Sequence[Record]) -> Any:  # type: ignore[override]
-                    return encode(data)
+                    return encode(data).data
+
+                def _initialize_channel_and_stub(self) -> None:
+                    super()._initialize_channel_and_stub()  # type: ignore[no-untyped-call]
+                    self._client = _RawTraceStub(self._channel)  # type: ignore[assignment]
 
             self._sdk: Any = RecordGrpc(
                 endpoint=endpoint, insecure=endpoint.startswith("http://"), timeout=EXPORT_TIMEOUT
@@ -120,6 +126,21 @@ class ConsoleExporter(_Exporter):
 
         self._sdk.export([_forward.to_span(r, self._resource) for r in batch])
         return True
+
+
+class _RawTraceStub:
+    """The OTLP TraceService with serialized requests: bytes in, response message out."""
+
+    def __init__(self, channel: Any) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceResponse,
+        )
+
+        self.Export = channel.unary_unary(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            request_serializer=None,
+            response_deserializer=ExportTraceServiceResponse.FromString,
+        )
 
 
 def build(

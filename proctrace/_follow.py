@@ -50,17 +50,30 @@ class Task:
         self.traceparent = traceparent
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        ids = _span.parse_traceparent(self.traceparent)
+        ids = _parents.get(self.traceparent)
         if ids is None:
-            return self.fn(*args, **kwargs)
-        with _span.activate(_span.Parent(*ids)):
-            if _decorator.spec_of(self.fn) is None and instrumenting():
-                carrier = getattr(multiprocessing.current_process(), _patch.CARRIER_ATTR, None)
-                return _child.run_call(self.fn, PLAIN, carrier, args, kwargs)
-            return self.fn(*args, **kwargs)
+            ids = _span.parse_traceparent(self.traceparent)
+            if ids is None:
+                return self.fn(*args, **kwargs)
+            if len(_parents) > 1024:
+                _parents.clear()
+            _parents[self.traceparent] = ids
+        spec = _decorator.spec_of(self.fn)
+        target = getattr(self.fn, "__wrapped__", self.fn) if spec is not None else self.fn
+        if spec is None and instrumenting():
+            spec = PLAIN
+        if spec is None:  # not traced: only carry the context to whatever it does
+            with _span.activate(_span.Parent(*ids)):
+                return self.fn(*args, **kwargs)
+        carrier = getattr(multiprocessing.current_process(), _patch.CARRIER_ATTR, None)
+        return _child.run_call(target, spec, carrier, args, kwargs, parent=ids)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Task, (self.fn, self.traceparent))
+
+
+# Parsed traceparents: the tasks of one submission share one.
+_parents: dict[str, tuple[str, str]] = {}
 
 
 def instrumenting() -> bool:

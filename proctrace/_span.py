@@ -10,7 +10,7 @@ application makes and contexts it propagates nest under it.
 from __future__ import annotations
 
 import contextlib
-import os
+import random
 import sys
 import time
 import traceback
@@ -149,11 +149,17 @@ def _message(exc: BaseException) -> str:
 
 
 def new_id(nbytes: int) -> str:
-    """A random non-zero id as lowercase hex (W3C trace context form)."""
+    """A random non-zero id as lowercase hex (W3C trace context form).
+
+    ``random`` is reseeded from the OS in every fork child (CPython does that at
+    fork), so ids do not repeat across processes; it is many times cheaper than
+    ``os.urandom``, a system call per id.
+    """
+    bits = nbytes * 8
     while True:
-        raw = os.urandom(nbytes)
-        if any(raw):
-            return raw.hex()
+        value = random.getrandbits(bits)
+        if value:
+            return format(value, f"0{nbytes * 2}x")
 
 
 def parse_traceparent(value: str) -> tuple[str, str] | None:

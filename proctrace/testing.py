@@ -11,6 +11,7 @@ import gzip
 import http.server
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,13 +121,19 @@ class OTLPReceiver:
     ``spans`` returns a snapshot list.
     """
 
-    def __init__(self, protocol: str = "grpc") -> None:
-        """Create an unstarted receiver; ``protocol`` is "grpc" or "http/protobuf"."""
+    def __init__(self, protocol: str = "grpc", *, keep: bool = True) -> None:
+        """Create an unstarted receiver; ``protocol`` is "grpc" or "http/protobuf".
+
+        ``keep=False`` makes a cheap receiver for load: it keeps no spans, only how many
+        arrived per (service name, span name), in ``counts``.
+        """
         if protocol not in _PROTOCOLS:
             raise ValueError(f"protocol must be one of {_PROTOCOLS}, got {protocol!r}")
         self.protocol = protocol
+        self.keep = keep
         self._cond = threading.Condition()
         self._spans: list[ReceivedSpan] = []
+        self._counts: Counter[tuple[str, str]] = Counter()
         self._requests = 0
         self._port: int | None = None
         self._grpc_server: Any = None
@@ -193,10 +200,17 @@ class OTLPReceiver:
         """All received spans whose name equals ``name``."""
         return [s for s in self.spans if s.name == name]
 
+    @property
+    def counts(self) -> Counter[tuple[str, str]]:
+        """How many spans arrived per (service name, span name)."""
+        with self._cond:
+            return Counter(self._counts)
+
     def clear(self) -> None:
         """Forget all received spans and reset the request count."""
         with self._cond:
             self._spans.clear()
+            self._counts.clear()
             self._requests = 0
 
     def wait_for_spans(self, count: int, timeout: float = 10.0) -> list[ReceivedSpan]:
@@ -206,22 +220,36 @@ class OTLPReceiver:
         """
         deadline = time.monotonic() + timeout
         with self._cond:
-            while len(self._spans) < count:
+            while sum(self._counts.values()) < count:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    names = [s.name for s in self._spans]
+                    names = [s.name for s in self._spans] if self.keep else dict(self._counts)
                     raise AssertionError(
                         f"expected at least {count} span(s) within {timeout}s, "
-                        f"got {len(names)} in {self._requests} request(s): {names}"
+                        f"got {sum(self._counts.values())} in {self._requests} request(s): "
+                        f"{names}"
                     )
                 self._cond.wait(remaining)
             return list(self._spans)
 
     def _record(self, request: ExportTraceServiceRequest) -> None:
-        """Decode and store one export request, waking any waiters."""
-        decoded = decode_request(request)
+        """Decode and store (or just count) one export request, waking any waiters."""
+        decoded = decode_request(request) if self.keep else []
+        counts: Counter[tuple[str, str]] = Counter()
+        if self.keep:
+            counts.update((str(s.resource.get("service.name", "")), s.name) for s in decoded)
+        else:
+            for resource_spans in request.resource_spans:
+                service = next(
+                    (a.value.string_value for a in resource_spans.resource.attributes
+                     if a.key == "service.name"),
+                    "",
+                )
+                for scope_spans in resource_spans.scope_spans:
+                    counts.update((service, span.name) for span in scope_spans.spans)
         with self._cond:
             self._spans.extend(decoded)
+            self._counts.update(counts)
             self._requests += 1
             self._cond.notify_all()
 
