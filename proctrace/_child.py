@@ -48,6 +48,17 @@ def carrier_settings(carrier: dict[str, Any]) -> _config.Settings:
     return _settings_cache[1]
 
 
+def prepare_fork(
+    target: Callable[..., Any], spec: _decorator.TraceSpec, carrier: dict[str, Any]
+) -> None:
+    """Do in the starter what every fork child would otherwise do again: decode the
+    settings, inspect the target's parameters, build the log chain."""
+    settings = carrier_settings(carrier)
+    if spec.record_args:
+        _args.describe(target, (), {}, limit=settings.max_repr, extra=spec.redact + settings.redact)
+    _logs.prepare(settings.log_format)
+
+
 def call(
     wrapper: Callable[..., Any],
     target: Callable[..., Any],

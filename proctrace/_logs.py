@@ -137,25 +137,48 @@ def configure(log_format: str) -> None:
         if add_process_context not in processors:
             structlog.configure(processors=[add_process_context, *processors])
         return
-    renderer: Any
-    if _use_json(log_format):
-        renderer = structlog.processors.JSONRenderer()
-        exc: list[Any] = [structlog.processors.format_exc_info]
-    else:
-        renderer = structlog.dev.ConsoleRenderer(colors=_colors())
-        exc = []
     structlog.configure(
-        processors=[
-            add_process_context,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
-            structlog.processors.StackInfoRenderer(),
-            *exc,
-            renderer,
-        ],
+        processors=prepare(log_format),
         logger_factory=LineWriterFactory(),
         cache_logger_on_first_use=True,
     )
+
+
+_prepared: dict[tuple[str, bool, bool], list[Any]] = {}
+
+
+def prepare(log_format: str) -> list[Any]:
+    """proctrace's processor chain, built once per process and run once on a sample event.
+
+    Called in a program before it forks, so fork children inherit the chain with
+    every lazy part of it already done, instead of paying for that in each child.
+    """
+    key = (log_format, _use_json(log_format), _colors())
+    chain = _prepared.get(key)
+    if chain is not None:
+        return chain
+    import structlog
+
+    renderer: Any
+    if key[1]:
+        renderer = structlog.processors.JSONRenderer()
+        exc: list[Any] = [structlog.processors.format_exc_info]
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=key[2])
+        exc = []
+    chain = [
+        add_process_context,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        structlog.processors.StackInfoRenderer(),
+        *exc,
+        renderer,
+    ]
+    sample: Any = {"event": "warm-up", "args": [], "kwargs": {}, "duration_ms": 0.0}
+    for processor in chain:
+        sample = processor(None, "info", sample)
+    _prepared[key] = chain
+    return chain
 
 
 def logger() -> Any:
