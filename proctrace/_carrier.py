@@ -107,7 +107,7 @@ def capture(proc: Any) -> dict[str, Any] | None:
         carrier["name"] = spec.name or str(getattr(target, "__qualname__", "process"))
         carrier["quiet_term"] = spec.terminate_is_normal
         carrier["start"] = time.time_ns()
-        if carrier["start_method"] == "fork":
+        if carrier["start_method"] == "fork" and target is not None:
             from . import _child
 
             _child.prepare_fork(getattr(target, "__wrapped__", target), spec, carrier)

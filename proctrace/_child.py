@@ -194,7 +194,6 @@ def run_process(
         start_method=attributes["proctrace.start_method"],
         function=attributes["code.function.name"],
     )
-    log = _logs.logger()
     # The span id was chosen by the starter, which announced the span at start():
     # the collector then knows of this process even if it dies before getting here.
     span = _span.Span(
@@ -204,7 +203,7 @@ def run_process(
     status, message, exit_code = _span.STATUS_UNSET, "", 0
     failure: BaseException | None = None
     with _span.activate(span):
-        log.info("process started", args=shown_args, kwargs=shown_kwargs)
+        _logs.emit("info", "process started", args=shown_args, kwargs=shown_kwargs)
         try:
             return target(*args, **kwargs)
         except SystemExit as exc:
@@ -220,13 +219,14 @@ def run_process(
         finally:
             duration_ms = round((time.perf_counter() - started) * 1000, 3)
             if failure is not None:
-                log.error(
+                _logs.emit(
+                    "error",
                     "process failed",
+                    exc_info=failure,
                     duration_ms=duration_ms,
                     exit_code=exit_code,
-                    exc_info=failure,
                 )
             else:
-                log.info("process finished", duration_ms=duration_ms, exit_code=exit_code)
+                _logs.emit("info", "process finished", duration_ms=duration_ms, exit_code=exit_code)
             span.end(status, message, {"process.exit.code": exit_code})
 

@@ -3,14 +3,26 @@
 proctrace configures structlog only in the processes it traces. When the
 application configured structlog itself, its chain is kept and proctrace's
 processor is put in front of it, so its events carry the same keys.
+
+Importing structlog costs a spawn child about 45 ms (it imports asyncio). So
+where structlog is not loaded yet and the output is JSON, proctrace writes its
+own events with a renderer that produces exactly the lines structlog's chain
+would, and configures structlog the moment the program imports it.
 """
 
 from __future__ import annotations
 
+import datetime
 import fcntl
+import importlib.abc
+import importlib.util
+import json
 import os
+import sys
 import threading
-from collections.abc import MutableMapping
+import traceback
+from collections.abc import MutableMapping, Sequence
+from types import ModuleType
 from typing import Any
 
 from . import _span
@@ -125,13 +137,25 @@ def _colors() -> bool:
 
 
 def configure(log_format: str) -> None:
-    """Set up structlog in this process (once per process)."""
-    global _configured_pid
+    """Set up logging in this process (once per process): structlog now if it is loaded or
+    the console format is wanted, else when the program imports it."""
+    global _configured_pid, _log_format
     if _configured_pid == os.getpid():
         return
+    _configured_pid = os.getpid()
+    _log_format = log_format
+    if "structlog" in sys.modules or not _use_json(log_format):
+        _configure_structlog(log_format)
+    else:
+        _ConfigureOnImport.install()
+
+
+_log_format = "auto"
+
+
+def _configure_structlog(log_format: str) -> None:
     import structlog
 
-    _configured_pid = os.getpid()
     if structlog.is_configured():
         processors = list(structlog.get_config()["processors"])
         if add_process_context not in processors:
@@ -181,15 +205,65 @@ def prepare(log_format: str) -> list[Any]:
     return chain
 
 
-def logger() -> Any:
-    import structlog
+def emit(level: str, event: str, exc_info: BaseException | None = None, **keys: Any) -> None:
+    """One lifecycle event: through structlog if it is loaded, else rendered here."""
+    if "structlog" in sys.modules and sys.modules["structlog"].is_configured():
+        import structlog
 
-    return structlog.get_logger("proctrace")
+        log = getattr(structlog.get_logger("proctrace"), level)
+        if exc_info is not None:
+            log(event, exc_info=exc_info, **keys)
+        else:
+            log(event, **keys)
+        return
+    # The same chain as prepare()'s, for JSON: keys, process context, level, timestamp.
+    event_dict: dict[str, Any] = dict(keys)
+    event_dict["event"] = event
+    add_process_context(None, level, event_dict)
+    event_dict["level"] = level
+    event_dict["timestamp"] = (
+        datetime.datetime.now(tz=datetime.UTC).isoformat().replace("+00:00", "Z")
+    )
+    if exc_info is not None:
+        event_dict["exception"] = "".join(
+            traceback.format_exception(type(exc_info), exc_info, exc_info.__traceback__)
+        ).rstrip("\n")
+    LineWriter().msg(json.dumps(event_dict, default=repr))
+
+
+class _ConfigureOnImport(importlib.abc.MetaPathFinder):
+    """Configures structlog right after the program imports it."""
+
+    @classmethod
+    def install(cls) -> None:
+        if not any(isinstance(f, cls) for f in sys.meta_path):
+            sys.meta_path.insert(0, cls())
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> Any:
+        if fullname != "structlog":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        loader = getattr(spec, "loader", None)
+        if spec is None or loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        run_module = loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            run_module(module)
+            sys.modules.setdefault(fullname, module)
+            _configure_structlog(_log_format)
+
+        loader.exec_module = exec_module
+        return spec
 
 
 def reset() -> None:
     """Forget this process's logging setup (tests)."""
     global _configured_pid
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _ConfigureOnImport)]
     _configured_pid = None
     _process_keys.clear()
 

@@ -94,3 +94,32 @@ def test_a_terminal_gets_the_console_renderer_and_json_can_be_forced(tmp_path):
     assert '{"' not in console
     forced = run_on_tty(PROCTRACE_LOG_FORMAT="json")
     assert '"event": "process started"' in forced
+
+
+def test_structlog_imported_late_in_a_child_is_configured_on_import(run_script, method):
+    """A spawn child loads structlog only when the program does (it costs ~45 ms); a task
+    that imports it itself still logs with the process and trace keys, and proctrace's own
+    lines are the same either way."""
+    source = """
+    import multiprocessing, sys
+    from proctrace import traced
+
+    @traced
+    def work():
+        loaded_before = "structlog" in sys.modules
+        import structlog
+        structlog.get_logger().info("late", loaded_before=loaded_before)
+
+    if __name__ == "__main__":
+        p = multiprocessing.get_context(sys.argv[1]).Process(target=work)
+        p.start(); p.join()
+    """
+    run = run_script(source, method, env={"OTEL_TRACES_EXPORTER": "none"})
+    assert run.returncode == 0, run.stderr
+    (started,) = run.events("process started")
+    (late,) = run.events("late")
+    assert late["loaded_before"] is (method != "spawn")
+    assert late["span_id"] == started["span_id"] and late["trace_id"] == started["trace_id"]
+    assert late["process_name"] == started["process_name"] and late["level"] == "info"
+    assert list(started)[:3] == ["args", "kwargs", "event"]
+    assert started["timestamp"].endswith("Z")
