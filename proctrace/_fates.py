@@ -12,9 +12,9 @@ each announced span has a fate here until it is ended:
 - started, then its connection ended with the span open: ended at once if the
   starter signalled it, else after a short grace that lets the exit code
   arrive. The end time is when the connection ended;
-- ended by the child: held until the starter reports the exit code (or the
-  grace runs out), because a process can still die after its target returned,
-  and the span should carry the exit code the process really had.
+- ended by the child: held until the starter reports the exit code (or
+  HELD_GRACE runs out), because a process can still die after its target
+  returned, and the span should carry the exit code the process really had.
 """
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ SIGNALS = {
     9: "killed by SIGKILL (Process.kill())",
 }
 GRACE = 0.25  # seconds one connection's news may lag behind another's
+# How long a span its child ended waits for the starter's join() to report the exit
+# code; a starter that joins later (or never: multiprocessing reaps at exit) gets the
+# span out with the code the child expected.
+HELD_GRACE = 2.0
 _STATUS_UNSET, _STATUS_ERROR = 0, 2
 
 
@@ -80,7 +84,7 @@ class Fates:
         if fate.code is not None:
             self._release(record["span"], fate)
         else:
-            fate.deadline = time.monotonic() + self._grace
+            fate.deadline = time.monotonic() + HELD_GRACE
         return True
 
     def _release(self, span_id: str, fate: _Fate) -> None:
