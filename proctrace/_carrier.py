@@ -114,6 +114,11 @@ def capture(proc: Any) -> dict[str, Any] | None:
     return carrier
 
 
+# With the application's own provider, join() waits this long at most for the child's
+# span to reach it (the collector is a thread of this process then).
+JOIN_WAIT = 0.5
+
+
 def announce(proc: Any, carrier: dict[str, Any]) -> None:
     """Tell the collector a child with a span is under way (sent once ``start()`` worked).
 
@@ -152,6 +157,12 @@ def report(proc: Any, kind: str, value: int) -> None:
             return
         proc._proctrace_reaped = True
     _wire.send({"k": kind, "span": carrier["span"], "value": value})
+    if kind == "exited":
+        from . import _runtime
+
+        runtime = _runtime._runtime
+        if runtime is not None and runtime.collector is not None and _runtime.active():
+            runtime.collector.wait_delivered(carrier["span"], JOIN_WAIT)
 
 
 def _function_name(target: Any) -> str:

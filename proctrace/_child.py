@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -56,7 +57,8 @@ def prepare_fork(
     settings = carrier_settings(carrier)
     if spec.record_args:
         _args.describe(target, (), {}, limit=settings.max_repr, extra=spec.redact + settings.redact)
-    _logs.prepare(settings.log_format)
+    if "structlog" in sys.modules:  # else children will not load it either
+        _logs.prepare(settings.log_format)
 
 
 def call(

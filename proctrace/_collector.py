@@ -14,6 +14,7 @@ import json
 import os
 import selectors
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +42,7 @@ class Collector:
         *,
         owner_pid: int | None = None,
         drain_timeout: float = 0.5,
+        in_process: bool = False,
     ) -> None:
         self._listener = listener
         self._sink = sink
@@ -48,6 +50,8 @@ class Collector:
         self._drain_timeout = drain_timeout
         self._stop_at: float | None = None
         self._fates = _fates.Fates(self._emit)
+        self._waiters_lock = threading.Lock()
+        self._waiters: dict[str, threading.Event | None] | None = {} if in_process else None
         self.delivered = 0
         self.malformed = 0
         self.trace_ids: dict[str, None] = {}
@@ -186,3 +190,26 @@ class Collector:
             self._sink(record)
         except Exception:  # a failing sink must not stop the collection of the others
             pass
+        if self._waiters is not None and "quiet_term" in record:  # a process span
+            with self._waiters_lock:
+                waiter = self._waiters.pop(record["span"], None)
+                if waiter is None:
+                    self._waiters[record["span"]] = None  # delivered before anyone asked
+                else:
+                    waiter.set()
+
+    def wait_delivered(self, span_id: str, timeout: float) -> None:
+        """Block until the process span ``span_id`` went to the sink (in-process collector).
+
+        The application's own provider is in this process, and programs often shut it
+        down right after ``join()``: the child's span must have reached it by then.
+        """
+        assert self._waiters is not None
+        with self._waiters_lock:
+            if span_id in self._waiters and self._waiters[span_id] is None:
+                del self._waiters[span_id]
+                return
+            event = self._waiters[span_id] = threading.Event()
+        if not event.wait(timeout):
+            with self._waiters_lock:
+                self._waiters.pop(span_id, None)

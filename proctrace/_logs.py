@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import datetime
 import fcntl
-import importlib.abc
-import importlib.util
 import json
 import os
 import sys
 import threading
 import traceback
-from collections.abc import MutableMapping, Sequence
-from types import ModuleType
+from collections.abc import MutableMapping
 from typing import Any
 
 from . import _span
@@ -144,23 +141,33 @@ def configure(log_format: str) -> None:
         return
     _configured_pid = os.getpid()
     _log_format = log_format
-    if "structlog" in sys.modules or not _use_json(log_format):
-        _configure_structlog(log_format)
+    if not _use_json(log_format):
+        _configure_structlog()  # the console renderer is structlog's
     else:
-        _ConfigureOnImport.install()
+        from . import _onimport
+
+        _onimport.when_imported("structlog", lambda module: _configure_structlog())
 
 
 _log_format = "auto"
+# True when proctrace configured structlog: its events can then be rendered here, without
+# structlog's logger machinery, to exactly the same lines. Else they go through the
+# application's own structlog configuration.
+_ours = False
 
 
-def _configure_structlog(log_format: str) -> None:
+def _configure_structlog() -> None:
+    global _ours
     import structlog
+
+    log_format = _log_format
 
     if structlog.is_configured():
         processors = list(structlog.get_config()["processors"])
         if add_process_context not in processors:
             structlog.configure(processors=[add_process_context, *processors])
         return
+    _ours = True
     structlog.configure(
         processors=prepare(log_format),
         logger_factory=LineWriterFactory(),
@@ -206,8 +213,12 @@ def prepare(log_format: str) -> list[Any]:
 
 
 def emit(level: str, event: str, exc_info: BaseException | None = None, **keys: Any) -> None:
-    """One lifecycle event: through structlog if it is loaded, else rendered here."""
-    if "structlog" in sys.modules and sys.modules["structlog"].is_configured():
+    """One lifecycle event: through the application's structlog configuration if it has one
+    (or for the console renderer), else rendered here as proctrace's chain would."""
+    structlog_module = sys.modules.get("structlog")
+    if structlog_module is not None and structlog_module.is_configured() and (
+        not _ours or not _use_json(_log_format)
+    ):
         import structlog
 
         log = getattr(structlog.get_logger("proctrace"), level)
@@ -231,39 +242,13 @@ def emit(level: str, event: str, exc_info: BaseException | None = None, **keys: 
     LineWriter().msg(json.dumps(event_dict, default=repr))
 
 
-class _ConfigureOnImport(importlib.abc.MetaPathFinder):
-    """Configures structlog right after the program imports it."""
-
-    @classmethod
-    def install(cls) -> None:
-        if not any(isinstance(f, cls) for f in sys.meta_path):
-            sys.meta_path.insert(0, cls())
-
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> Any:
-        if fullname != "structlog":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
-        loader = getattr(spec, "loader", None)
-        if spec is None or loader is None or not hasattr(loader, "exec_module"):
-            return spec
-        run_module = loader.exec_module
-
-        def exec_module(module: ModuleType) -> None:
-            run_module(module)
-            sys.modules.setdefault(fullname, module)
-            _configure_structlog(_log_format)
-
-        loader.exec_module = exec_module
-        return spec
-
-
 def reset() -> None:
     """Forget this process's logging setup (tests)."""
-    global _configured_pid
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _ConfigureOnImport)]
+    global _configured_pid, _ours
+    _ours = False
+    from . import _onimport
+
+    _onimport.forget("structlog")
     _configured_pid = None
     _process_keys.clear()
 

@@ -10,6 +10,7 @@ what they will need now. Children only ever talk to the collector.
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import os
 import shutil
@@ -51,7 +52,7 @@ class Runtime:
             self._start_collector_thread(listener, provider)
         else:
             self._start_agent(listener)
-            _install_provider(self.settings)
+            _provide_when_used(self.settings)
         _wire.set_address(self.socket_path)
         _prepare_children()
 
@@ -98,7 +99,7 @@ class Runtime:
         def deliver(record: dict[str, Any]) -> None:
             processor.on_end(_forward.to_span(record, provider.resource))
 
-        self.collector = _collector.Collector(listener, deliver)
+        self.collector = _collector.Collector(listener, deliver, in_process=True)
         self.collector_thread = threading.Thread(
             target=self.collector.serve, name="proctrace-collector", daemon=True
         )
@@ -122,6 +123,8 @@ class Runtime:
 
 def _application_provider() -> Any:
     """The SDK TracerProvider the application installed itself, or None."""
+    if "opentelemetry.sdk.trace" not in sys.modules:
+        return None  # no SDK loaded: the application cannot have installed one
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
 
@@ -167,13 +170,42 @@ def prepare_main() -> None:
     except _config.ConfigurationError:
         return  # reported when the first traced process starts
     if not chosen.disabled:
-        _install_provider(chosen)
+        _provide_when_used(chosen)
+
+
+def _provide_when_used(settings: _config.Settings) -> None:
+    """Install proctrace's SDK provider once the program uses the OpenTelemetry API.
+
+    A program that never imports it never pays for the SDK, and neither do its
+    fork children: a smaller parent forks faster.
+    """
+    if "opentelemetry.trace" in sys.modules:
+        _install_provider(settings)
+        return
+    from . import _onimport
+
+    def on_import(module: Any) -> None:
+        # Called inside the import of opentelemetry.trace, which may itself be part of
+        # importing the SDK: installing now would import the SDK halfway. Install when
+        # the program first asks for a tracer instead.
+        get_tracer = module.get_tracer
+
+        @functools.wraps(get_tracer)
+        def first_get_tracer(*args: Any, **kwargs: Any) -> Any:
+            module.get_tracer = get_tracer
+            _install_provider(settings)
+            return get_tracer(*args, **kwargs)
+
+        module.get_tracer = first_get_tracer
+
+    _onimport.when_imported("opentelemetry.trace", on_import)
 
 
 def _prepare_children() -> None:
-    """Load what a child needs now: fork children inherit it, the fork server preloads it."""
-    import structlog  # noqa: F401 - the import is the point
+    """Load what a child needs now: fork children inherit it, the fork server preloads it.
 
+    structlog is not among it: children load it only if the program uses it.
+    """
     from . import _child, _logs  # noqa: F401
 
     try:
@@ -181,7 +213,7 @@ def _prepare_children() -> None:
 
         server = forkserver._forkserver
         if getattr(server, "_forkserver_pid", 0) is None:  # not started yet
-            wanted = ["proctrace._child", "structlog"]
+            wanted = ["proctrace._child"]
             modules = list(getattr(server, "_preload_modules", ["__main__"]))
             server.set_forkserver_preload(modules + [m for m in wanted if m not in modules])
     except (ImportError, AttributeError):  # pragma: no cover - platform without forkserver

@@ -1,0 +1,56 @@
+"""Run a function right after a module is first imported, without importing it ourselves.
+
+proctrace sets up structlog and OpenTelemetry only in programs that use them:
+importing either costs tens of milliseconds, which every spawn child (and every
+fork child, through a larger parent) would otherwise pay.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import sys
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any
+
+
+class _Hook(importlib.abc.MetaPathFinder):
+    def __init__(self, name: str, callback: Callable[[ModuleType], None]) -> None:
+        self.name = name
+        self.callback = callback
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> Any:
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        loader = getattr(spec, "loader", None)
+        if spec is None or loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        run_module = loader.exec_module
+        callback = self.callback
+
+        def exec_module(module: ModuleType) -> None:
+            run_module(module)
+            sys.modules.setdefault(fullname, module)
+            callback(module)
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def when_imported(name: str, callback: Callable[[ModuleType], None]) -> None:
+    """Call ``callback(module)`` now if ``name`` is loaded, else right after its import."""
+    module = sys.modules.get(name)
+    if module is not None:
+        callback(module)
+    elif not any(isinstance(f, _Hook) and f.name == name for f in sys.meta_path):
+        sys.meta_path.insert(0, _Hook(name, callback))
+
+
+def forget(name: str) -> None:
+    """Remove a pending hook (tests)."""
+    sys.meta_path[:] = [f for f in sys.meta_path if not (isinstance(f, _Hook) and f.name == name)]
