@@ -22,7 +22,7 @@ import traceback
 from collections.abc import MutableMapping
 from typing import Any
 
-from . import _span
+from . import _onimport, _span
 
 # Keys of the process this is, set once when its traced target starts.
 _process_keys: dict[str, Any] = {}
@@ -144,8 +144,6 @@ def configure(log_format: str) -> None:
     if not _use_json(log_format):
         _configure_structlog()  # the console renderer is structlog's
     else:
-        from . import _onimport
-
         _onimport.when_imported("structlog", lambda module: _configure_structlog())
 
 
@@ -246,8 +244,6 @@ def reset() -> None:
     """Forget this process's logging setup (tests)."""
     global _configured_pid, _ours
     _ours = False
-    from . import _onimport
-
     _onimport.forget("structlog")
     _configured_pid = None
     _process_keys.clear()
