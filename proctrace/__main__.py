@@ -44,6 +44,22 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("files", nargs="+", metavar="FILE")
     send.add_argument("--endpoint", help="OTLP endpoint, e.g. http://localhost:4317")
     send.add_argument("--protocol", choices=_config.PROTOCOLS, help="OTLP protocol")
+
+    view = commands.add_parser(
+        "view",
+        help="show the process tree of a run from its local trace files",
+        description=(
+            "Print each trace as a tree of processes and spans: name, pid, parent pid, start "
+            "method, duration, status, exit code and arguments. Without PATH: the newest run "
+            "under .proctrace (or PROCTRACE_DIR), its undelivered spans included."
+        ),
+    )
+    view.add_argument("paths", nargs="*", metavar="PATH", help="trace files or directories")
+    view.add_argument("--trace", metavar="ID", help="show only this trace (a prefix will do)")
+    view.add_argument("--html", metavar="OUT", help="write a self-contained HTML waterfall")
+    view.add_argument(
+        "--color", choices=("auto", "always", "never"), default="auto", help="colour the tree"
+    )
     return parser
 
 
@@ -106,6 +122,38 @@ def _send(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         sys.exit(1)
 
 
+def _view(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    from . import _view
+
+    if ns.paths:
+        files = _view.expand(ns.paths)
+    else:
+        directory = os.environ.get("PROCTRACE_DIR") or _config.DEFAULT_TRACE_DIR
+        files = _view.default_files(directory)
+        if not files:
+            parser.exit(1, f"proctrace: no trace files under {directory}\n")
+    try:
+        roots = _view.trees(_view.read_spans(files))
+    except OSError as exc:
+        parser.exit(1, f"proctrace: {exc}\n")
+    if ns.trace:
+        roots = {t: r for t, r in roots.items() if t.startswith(ns.trace.lower())}
+        if not roots:
+            parser.exit(1, f"proctrace: no trace {ns.trace} in {', '.join(files)}\n")
+    if ns.html:
+        from . import _html
+
+        with open(ns.html, "w", encoding="utf-8") as out:
+            out.write(_html.page(roots, ", ".join(os.path.basename(f) for f in files)))
+        print(f"proctrace: wrote {ns.html} ({len(roots)} traces)")
+        return
+    color = ns.color == "always" or (
+        ns.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    )
+    for line in _view.render(roots, color=color):
+        print(line)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = _parser()
     ns = parser.parse_args(argv)
@@ -113,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         _run(ns, parser)
     elif ns.command == "send":
         _send(ns, parser)
+    elif ns.command == "view":
+        _view(ns, parser)
 
 
 if __name__ == "__main__":
