@@ -59,7 +59,7 @@ def main(argv: list[str]) -> None:
     if "file" in settings.exporters and collector.delivered:
         _say(
             f"{collector.delivered} spans (trace {traces}) written to "
-            f"{_export.relative(trace_file)}"
+            f"{_export.relative(trace_file)}; see them with: proctrace view"
         )
     if pipeline.kept:
         kept = _export.relative(fallback)

@@ -19,6 +19,7 @@ def configure(
     max_repr: int | None = None,
     log_format: str | None = None,
     redact: Iterable[str] = (),
+    log_events: bool | None = None,
 ) -> None:
     """Set what the ``OTEL_*`` variables would set; arguments win over the environment.
 
@@ -27,7 +28,8 @@ def configure(
     endpoint and no exporter, spans go to a trace file under ``trace_dir``
     (default ``.proctrace``). ``max_repr`` bounds each argument's repr,
     ``log_format`` is ``"auto"``, ``"json"`` or ``"console"``, ``redact`` adds
-    argument names to hide everywhere. Raises ConfigurationError for a bad
+    argument names to hide everywhere, ``log_events=False`` stops attaching a
+    child's structlog events to its span. Raises ConfigurationError for a bad
     value; call it before the first traced process starts.
     """
     from . import _runtime
@@ -43,6 +45,7 @@ def configure(
             max_repr=max_repr,
             log_format=log_format,
             redact=redact,
+            log_events=log_events,
         )
     )
 

@@ -187,7 +187,7 @@ def run_process(
     attributes, shown_args, shown_kwargs = _attributes(
         proc, carrier, target, spec, settings, args, kwargs
     )
-    _logs.configure(settings.log_format)
+    _logs.configure(settings.log_format, settings.log_events, settings.max_repr)
     _logs.set_lock_path(os.path.join(os.path.dirname(carrier["socket"]), "stderr.lock"))
     _logs.set_process_keys(
         process_name=attributes["proctrace.process.name"],

@@ -36,6 +36,7 @@ class Settings:
     max_repr: int = DEFAULT_MAX_REPR
     log_format: str = "auto"
     redact: tuple[str, ...] = ()
+    log_events: bool = True  # structlog events of a traced child also become span events
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -97,6 +98,7 @@ def resolve(
     max_repr: int | None = None,
     log_format: str | None = None,
     redact: Iterable[str] = (),
+    log_events: bool | None = None,
 ) -> Settings:
     """Merge arguments over environment variables; raise ConfigurationError on bad values."""
     env = os.environ if env is None else env
@@ -167,7 +169,13 @@ def resolve(
     if isinstance(redact, str):
         raise ConfigurationError("redact must be a sequence of names, not one string")
     redact = tuple(str(n).lower() for n in redact)
+    if log_events is None:
+        raw_events = env.get("PROCTRACE_LOG_EVENTS", "true").strip().lower()
+        if raw_events not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise ConfigurationError(f"PROCTRACE_LOG_EVENTS={raw_events!r} is not true or false")
+        log_events = _truthy(raw_events)
     return Settings(
+        log_events=log_events,
         service_name=service_name or env.get("OTEL_SERVICE_NAME") or default_service_name(),
         exporters=exporters,
         protocol=protocol,

@@ -18,11 +18,12 @@ import json
 import os
 import sys
 import threading
+import time
 import traceback
 from collections.abc import MutableMapping
 from typing import Any
 
-from . import _onimport, _span
+from . import _args, _onimport, _span
 
 # Keys of the process this is, set once when its traced target starts.
 _process_keys: dict[str, Any] = {}
@@ -73,6 +74,36 @@ def _locked_fd() -> int | None:
     if _lock_fd is None or _lock_fd[0] != os.getpid():
         _lock_fd = (os.getpid(), os.open(_lock_path, os.O_WRONLY | os.O_CREAT, 0o600))
     return _lock_fd[1]
+
+
+MAX_SPAN_EVENTS = 128
+_log_events = True
+_max_repr = 256
+_SKIP = ("event", "trace_id", "span_id")
+
+
+def attach_to_span(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: the event also becomes an event of the current span, so a
+    backend shows the logs under the span that wrote them."""
+    span = _span._current.get()
+    if _log_events and isinstance(span, _span.Span):
+        if len(span.events) < MAX_SPAN_EVENTS:
+            attrs = {
+                str(k): v if type(v) in _PRIMITIVE else _args.safe_repr(v, _max_repr)
+                for k, v in event_dict.items()
+                if k not in _SKIP
+            }
+            attrs.setdefault("level", method_name)
+            span.events.append((str(event_dict.get("event", "")), time.time_ns(), attrs))
+        else:
+            dropped = span.attributes.get("proctrace.dropped_log_events", 0)
+            span.attributes["proctrace.dropped_log_events"] = dropped + 1
+    return event_dict
+
+
+_PRIMITIVE = (str, int, float, bool)
 
 
 class LineWriter:
@@ -133,14 +164,14 @@ def _colors() -> bool:
         return False
 
 
-def configure(log_format: str) -> None:
+def configure(log_format: str, log_events: bool = True, max_repr: int = 256) -> None:
     """Set up logging in this process (once per process): structlog now if it is loaded or
     the console format is wanted, else when the program imports it."""
-    global _configured_pid, _log_format
+    global _configured_pid, _log_format, _log_events, _max_repr
     if _configured_pid == os.getpid():
         return
     _configured_pid = os.getpid()
-    _log_format = log_format
+    _log_format, _log_events, _max_repr = log_format, log_events, max_repr
     if not _use_json(log_format):
         _configure_structlog()  # the console renderer is structlog's
     else:
@@ -163,7 +194,7 @@ def _configure_structlog() -> None:
     if structlog.is_configured():
         processors = list(structlog.get_config()["processors"])
         if add_process_context not in processors:
-            structlog.configure(processors=[add_process_context, *processors])
+            structlog.configure(processors=[add_process_context, attach_to_span, *processors])
         return
     _ours = True
     structlog.configure(
@@ -197,6 +228,7 @@ def prepare(log_format: str) -> list[Any]:
         exc = []
     chain = [
         add_process_context,
+        attach_to_span,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
         structlog.processors.StackInfoRenderer(),
@@ -205,7 +237,8 @@ def prepare(log_format: str) -> list[Any]:
     ]
     sample: Any = {"event": "warm-up", "args": [], "kwargs": {}, "duration_ms": 0.0}
     for processor in chain:
-        sample = processor(None, "info", sample)
+        if processor is not attach_to_span:
+            sample = processor(None, "info", sample)
     _prepared[key] = chain
     return chain
 
@@ -229,6 +262,7 @@ def emit(level: str, event: str, exc_info: BaseException | None = None, **keys: 
     event_dict: dict[str, Any] = dict(keys)
     event_dict["event"] = event
     add_process_context(None, level, event_dict)
+    attach_to_span(None, level, event_dict)
     event_dict["level"] = level
     event_dict["timestamp"] = (
         datetime.datetime.now(tz=datetime.UTC).isoformat().replace("+00:00", "Z")

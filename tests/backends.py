@@ -69,7 +69,7 @@ class FaultyBackend:
         backend = self
 
         class Slow(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
-            def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
+            def Export(self, request: Any, context: Any) -> Any:
                 backend._stall()
                 return trace_service_pb2.ExportTraceServiceResponse()
 
@@ -83,7 +83,7 @@ class FaultyBackend:
         backend = self
 
         class Slow(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 backend._stall()
                 body = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()

@@ -83,7 +83,7 @@ def test_a_failing_backend_adds_under_a_second_and_keeps_every_span(
 def test_send_keeps_the_file_when_the_backend_is_still_down(tmp_path, receiver):
     """`proctrace send` to a dead backend fails clearly (exit 1) and keeps the file."""
     with FaultyBackend("refuse") as backend:
-        _, proc = _timed(tmp_path, backend.env())
+        _timed(tmp_path, backend.env())
         kept = next((tmp_path / ".proctrace").glob("*-undelivered.jsonl"))
         sent = subprocess.run(
             [sys.executable, "-m", "proctrace", "send", str(kept), "--endpoint", backend.endpoint],

@@ -46,7 +46,7 @@ def test_without_endpoint_spans_go_to_a_private_local_trace_file(run_script, tmp
     lines = [line for line in run.stderr.splitlines() if line.startswith("proctrace:")]
     assert lines == [
         f"proctrace: 3 spans (trace {_file_spans(path)[0].trace_id}) written to "
-        f".proctrace/{path.name}"
+        f".proctrace/{path.name}; see them with: proctrace view"
     ]
     for raw in path.read_text().splitlines():
         request = json.loads(raw)

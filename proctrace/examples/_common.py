@@ -33,3 +33,5 @@ def finish() -> None:
     settings = proctrace.settings()
     if "otlp" in settings.exporters:
         print(f"Jaeger: {JAEGER_UI}/trace/{trace_id}")
+    if "file" in settings.exporters:
+        print("see the process tree: proctrace view  (or: proctrace view --html trace.html)")
