@@ -272,13 +272,3 @@ def emit(level: str, event: str, exc_info: BaseException | None = None, **keys: 
             traceback.format_exception(type(exc_info), exc_info, exc_info.__traceback__)
         ).rstrip("\n")
     LineWriter().msg(json.dumps(event_dict, default=repr))
-
-
-def reset() -> None:
-    """Forget this process's logging setup (tests)."""
-    global _configured_pid, _ours
-    _ours = False
-    _onimport.forget("structlog")
-    _configured_pid = None
-    _process_keys.clear()
-

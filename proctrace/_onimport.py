@@ -54,8 +54,3 @@ def when_imported(name: str, callback: Callable[[ModuleType], None]) -> None:
         callback(module)
     elif not any(isinstance(f, _Hook) and f.name == name for f in sys.meta_path):
         sys.meta_path.insert(0, _Hook(name, callback))
-
-
-def forget(name: str) -> None:
-    """Remove a pending hook (tests)."""
-    sys.meta_path[:] = [f for f in sys.meta_path if not (isinstance(f, _Hook) and f.name == name)]

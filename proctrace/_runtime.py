@@ -271,13 +271,3 @@ def _at_exit() -> None:
 
     util._exit_function()  # type: ignore[attr-defined]
     runtime.finish()
-
-
-def reset() -> None:
-    """Tear down the run in this process (tests)."""
-    global _runtime, _configured
-    with _lock:
-        if _runtime is not None and _runtime.pid == os.getpid():
-            _runtime.finish()
-        _runtime = None
-        _configured = None

@@ -44,24 +44,11 @@ def _connect() -> socket.socket:
     return sock
 
 
-_sending = False
-
-
-def busy() -> bool:
-    """True while this process is in the middle of a send (a signal handler must not send)."""
-    return _sending
-
-
 def send(record: dict[str, object]) -> bool:
     """Send one record; False (with one warning per process) if the collector is gone."""
-    global _sending
     line = json.dumps(record, separators=(",", ":"), default=str).encode() + b"\n"
     with _lock:
-        _sending = True
-        try:
-            return _send(line)
-        finally:
-            _sending = False
+        return _send(line)
 
 
 def _send(line: bytes) -> bool:
