@@ -88,8 +88,16 @@ def _attributes(
     settings: _config.Settings,
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
+    *,
+    shared: bool = False,
 ) -> tuple[dict[str, Any], list[str], dict[str, str]]:
-    attributes = dict(_process_attributes(proc, carrier))
+    """The span's attributes; with ``shared``, the process's own go once per connection."""
+    process_attributes = _process_attributes(proc, carrier)
+    if shared:
+        _wire.set_defaults(process_attributes)
+        attributes: dict[str, Any] = {}
+    else:
+        attributes = dict(process_attributes)
     attributes["code.function.name"] = function_name(target)
     shown_args: list[str] = []
     shown_kwargs: dict[str, str] = {}
@@ -151,8 +159,12 @@ def run_call(
     if settings.disabled or parent is None:
         return target(*args, **kwargs)
     proc = multiprocessing.current_process()
-    attributes, _, _ = _attributes(proc, carrier, target, spec, settings, args, kwargs)
-    span = _span.Span(_span_name(target, spec), parent[0], parent[1], attributes, announce=False)
+    attributes, _, _ = _attributes(
+        proc, carrier, target, spec, settings, args, kwargs, shared=True
+    )
+    span = _span.Span(
+        _span_name(target, spec), parent[0], parent[1], attributes, announce=False, shared=True
+    )
     status, message = _span.STATUS_UNSET, ""
     try:
         with _span.activate(span):

@@ -25,11 +25,12 @@ BURST_PAUSE = 0.002
 
 
 class _Connection:
-    __slots__ = ("buffer", "open")
+    __slots__ = ("buffer", "defaults", "open")
 
     def __init__(self) -> None:
         self.buffer = b""
         self.open: dict[str, dict[str, Any]] = {}
+        self.defaults: dict[str, Any] = {}
 
 
 class Collector:
@@ -164,7 +165,11 @@ class Collector:
                 if not self._fates.ended(started):
                     self._emit(started)
             elif kind == "span":
+                if record.get("d"):
+                    record["attrs"] = {**conn.defaults, **record.get("attrs", {})}
                 self._emit(record)
+            elif kind == "defaults":
+                conn.defaults = dict(record["attrs"])
             elif kind == "expect":
                 self._fates.expect(record)
             elif kind == "signal":

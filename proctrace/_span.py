@@ -47,6 +47,7 @@ class Span:
         "events",
         "name",
         "parent_id",
+        "shared",
         "span_id",
         "start_ns",
         "trace_id",
@@ -61,6 +62,7 @@ class Span:
         *,
         announce: bool = True,
         span_id: str | None = None,
+        shared: bool = False,
     ) -> None:
         self.name = name
         self.trace_id = trace_id
@@ -70,6 +72,7 @@ class Span:
         self.attributes = attributes
         self.events: list[tuple[str, int, dict[str, Any]]] = []
         self.announced = announce
+        self.shared = shared
         if not announce:
             return
         _wire.send(
@@ -121,6 +124,7 @@ class Span:
         _wire.send(
             {
                 "k": "span",
+                "d": self.shared,
                 "trace": self.trace_id,
                 "span": self.span_id,
                 "parent": self.parent_id,

@@ -34,12 +34,34 @@ def address() -> str | None:
     return _path
 
 
+# Attributes shared by the records of this process that ask for them ("d": 1): sent
+# once per connection, so each pool task's record carries only what is its own.
+_defaults: tuple[object, bytes] | None = None
+
+
+def set_defaults(attrs: dict[str, object]) -> None:
+    """Make ``attrs`` this connection's shared attributes (a no-op for the same object)."""
+    global _defaults
+    if _defaults is not None and _defaults[0] is attrs:
+        return
+    line = json.dumps({"k": "defaults", "attrs": attrs}, separators=(",", ":")).encode()
+    with _lock:
+        _defaults = (attrs, line + b"\n")
+        if _sock is not None:
+            try:
+                _sock.sendall(_defaults[1])
+            except OSError:
+                _drop()
+
+
 def _connect() -> socket.socket:
     global _sock
     assert _path is not None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(_SEND_TIMEOUT)
     sock.connect(_path)
+    if _defaults is not None:
+        sock.sendall(_defaults[1])
     _sock = sock
     return sock
 
@@ -88,9 +110,10 @@ def close() -> None:
 def _after_fork_in_child() -> None:
     # The inherited socket belongs to the parent: close our copy (without
     # shutdown(), which would end the parent's stream too) and start afresh.
-    global _lock, _warned
+    global _lock, _warned, _defaults
     _lock = threading.RLock()
     _warned = False
+    _defaults = None
     _drop()
 
 
