@@ -179,13 +179,19 @@ class Pipeline:
         self._thread.start()
 
     def add(self, record: Record) -> None:
+        # deque.append is atomic: the lock is taken only to wake the export thread for a
+        # full batch, or to move an overflow to the file, not for every span.
+        queue = self._queue
+        queue.append(record)
+        size = len(queue)
+        if size < BATCH:
+            return
         overflow: list[Record] = []
         with self._wake:
-            self._queue.append(record)
-            if len(self._queue) >= BATCH:
+            if size == BATCH or size % BATCH == 0:
                 self._wake.notify()
-            if len(self._queue) > MAX_QUEUE or (
-                len(self._queue) > MAX_QUEUE_UNHEALTHY and not self._is_healthy()
+            if len(queue) > MAX_QUEUE or (
+                len(queue) > MAX_QUEUE_UNHEALTHY and not self._is_healthy()
             ):
                 overflow = self._take()
         if overflow:
