@@ -42,6 +42,16 @@ class _Redacted:
 _REDACTED = _Redacted()
 
 
+class _TooDeep:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "[...]"
+
+
+_TOO_DEEP = _TooDeep()
+
+
 class _Shown:
     """Stands in for a dataclass whose secret fields were replaced."""
 
@@ -63,7 +73,7 @@ def scrub(value: object, extra: tuple[str, ...] = (), depth: int = 0) -> object:
     deep; the original object is returned untouched when nothing was secret.
     """
     if depth > _MAX_DEPTH:
-        return value
+        return _TOO_DEEP  # not searched, so not shown
     try:
         if isinstance(value, Mapping):
             changed = False

@@ -62,6 +62,7 @@ def capture(proc: Any) -> dict[str, Any] | None:
         and not traced_target
         and pool_parent is None
         and not instrumenting
+        and not _patch.decorated()
         and not _runtime.active()
     ):
         return None

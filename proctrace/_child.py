@@ -71,11 +71,9 @@ def call(
     """The ``@traced`` wrapper's body: a process span for the process target, else a span."""
     proc = multiprocessing.current_process()
     carrier: dict[str, Any] | None = getattr(proc, _patch.CARRIER_ATTR, None)
-    if (
-        carrier is not None
-        and getattr(proc, "_target", None) is wrapper
-        and not getattr(proc, _ENTERED_ATTR, False)
-    ):
+    # The first traced call of a child whose starter announced a span is the process
+    # itself, also when other decorators wrap the target around this one.
+    if carrier is not None and "span" in carrier and not getattr(proc, _ENTERED_ATTR, False):
         return run_process(target, spec, carrier, args, kwargs)
     return run_call(target, spec, carrier, args, kwargs)
 
@@ -148,9 +146,13 @@ def run_call(
     if carrier is not None:
         settings = carrier_settings(carrier)
         parent = parent or _span.parse_traceparent(carrier["traceparent"])
+        if _wire.address() != carrier["socket"]:  # a spawn child whose target is not traced
+            _wire.set_address(carrier["socket"])
     else:
         from . import _runtime
 
+        if not _runtime.is_main_program():
+            return target(*args, **kwargs)  # a child started before tracing began
         runtime = _runtime.ensure()
         if runtime is None:
             return target(*args, **kwargs)

@@ -151,8 +151,8 @@ class Collector:
             kind = record["k"]
             span_id = record.get("span")
             if kind == "start":
-                self._fates.started(record)
-                conn.open[span_id] = record
+                if self._fates.started(record):
+                    conn.open[span_id] = record
             elif kind == "end":
                 started = conn.open.pop(span_id)
                 started["attrs"].update(record.get("attrs") or {})

@@ -57,6 +57,9 @@ class Fates:
         self._emit = emit
         self._grace = grace
         self._fates: dict[str, _Fate] = {}
+        # Spans ended here for a process that never started them: its records, should they
+        # still come (a collector running late), must not make a second span.
+        self._ended_unstarted: dict[str, None] = {}
         self.abnormal = 0
 
     def expect(self, record: dict[str, Any]) -> None:
@@ -66,14 +69,18 @@ class Fates:
         elif fate.record is not None:
             _merge(fate.record, record)  # the child was quicker than its starter's note
 
-    def started(self, record: dict[str, Any]) -> None:
-        """The child opened its span: fold in the announcement, if one came first."""
+    def started(self, record: dict[str, Any]) -> bool:
+        """The child opened its span: fold in the announcement, if one came first. False if
+        the span was already ended as never started (the record came too late)."""
+        if record["span"] in self._ended_unstarted:
+            return False
         fate = self._fates.get(record["span"])
         if fate is not None and fate.state == "announced" and fate.record is not None:
             _merge(record, fate.record)
             fate.state, fate.record, fate.deadline = "open", record, None
         elif fate is None:
             self._fates[record["span"]] = _Fate("open", record)
+        return True
 
     def ended(self, record: dict[str, Any]) -> bool:
         """The child ended its span; True if it is held here until the exit is known."""
@@ -128,10 +135,11 @@ class Fates:
             fate = self._fates[span_id] = _Fate("open", record)
         fate.record = record
         fate.ended_ns = time.time_ns()
-        if fate.signal is not None or fate.code is not None:
+        if fate.code is not None or (fate.signal is not None and fate.signal in SIGNALS):
             self._end(span_id, fate, ABNORMAL)
         else:
-            fate.state, fate.deadline = "dying", time.monotonic() + self._grace
+            # Wait for the starter's join() to say what the exit code was.
+            fate.state, fate.deadline = "dying", time.monotonic() + HELD_GRACE
 
     def abandon(self, record: dict[str, Any]) -> None:
         """The run is over while the process that opened ``record`` still runs."""
@@ -167,11 +175,15 @@ class Fates:
     def _end(self, span_id: str, fate: _Fate, why: str) -> None:
         record = fate.record
         del self._fates[span_id]
+        if fate.state == "announced":
+            self._ended_unstarted[span_id] = None
+            if len(self._ended_unstarted) > 4096:
+                del self._ended_unstarted[next(iter(self._ended_unstarted))]
         if record is None:
             return
         attrs = record.setdefault("attrs", {})
         status, code = _STATUS_ERROR, fate.code
-        if fate.signal is not None:
+        if fate.signal is not None and code in (None, -fate.signal):
             why = SIGNALS.get(fate.signal, f"ended by signal {fate.signal}")
             attrs["proctrace.terminated"] = True
             code = -fate.signal

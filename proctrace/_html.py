@@ -66,8 +66,8 @@ for (const trace of traces) {
   const box = el("section", "trace");
   box.dataset.traceId = trace.id;
   box.append(el("h2", "", "trace " + trace.id + " \\u00b7 " + trace.spans.length + " spans"));
-  const t0 = Math.min(...trace.spans.map(s => s.start));
-  const t1 = Math.max(...trace.spans.map(s => s.end));
+  let t0 = Infinity, t1 = -Infinity;  // no spread: it fails on very large traces
+  for (const s of trace.spans) { t0 = Math.min(t0, s.start); t1 = Math.max(t1, s.end); }
   const total = Math.max(t1 - t0, 1);
   for (const s of trace.spans) {
     const row = el("div", "row");
@@ -125,7 +125,8 @@ def page(roots: Mapping[str, list[ViewSpan]], title: str) -> str:
             entry["depth"] = depth
             rows.append(entry)
         traces.append({"id": trace_id, "spans": rows})
-    data = json.dumps(traces).replace("</", "<\\/")  # never close the script element early
+    # No "<" at all inside the script element: "</script>" or "<!--" would end or hide it.
+    data = json.dumps(traces).replace("<", "\\u003c")
     return _PAGE.replace("__TITLE__", html.escape(title)).replace("__DATA__", data)
 
 

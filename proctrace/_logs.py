@@ -91,7 +91,11 @@ def attach_to_span(
     if _log_events and isinstance(span, _span.Span):
         if len(span.events) < MAX_SPAN_EVENTS:
             attrs = {
-                str(k): v if type(v) in _PRIMITIVE else _args.safe_repr(v, _max_repr)
+                str(k): _args.REDACTED
+                if _args.is_secret(k)
+                else v
+                if type(v) in _PRIMITIVE
+                else _args.safe_repr(_args.scrub(v), _max_repr)
                 for k, v in event_dict.items()
                 if k not in _SKIP
             }
@@ -194,7 +198,11 @@ def _configure_structlog() -> None:
     if structlog.is_configured():
         processors = list(structlog.get_config()["processors"])
         if add_process_context not in processors:
-            structlog.configure(processors=[add_process_context, attach_to_span, *processors])
+            # Span events are taken last before rendering, after the application's own
+            # processors (a redacting one among them) have had their say.
+            structlog.configure(
+                processors=[add_process_context, *processors[:-1], attach_to_span, *processors[-1:]]
+            )
         return
     _ours = True
     structlog.configure(
@@ -268,7 +276,8 @@ def emit(level: str, event: str, exc_info: BaseException | None = None, **keys: 
         datetime.datetime.now(tz=datetime.UTC).isoformat().replace("+00:00", "Z")
     )
     if exc_info is not None:
-        event_dict["exception"] = "".join(
+        text = "".join(
             traceback.format_exception(type(exc_info), exc_info, exc_info.__traceback__)
-        ).rstrip("\n")
+        )
+        event_dict["exception"] = text[:-1] if text.endswith("\n") else text
     LineWriter().msg(json.dumps(event_dict, default=repr))

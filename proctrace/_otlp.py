@@ -18,15 +18,26 @@ Record = Mapping[str, Any]
 PROCTRACE_SCOPE = "proctrace"
 
 
+def _text(value: str) -> str:
+    """``value`` as valid UTF-8 text (a lone surrogate would spoil the whole request)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace").decode()
+    return value
+
+
 def _json_value(value: Any) -> dict[str, Any]:
     if isinstance(value, bool):
         return {"boolValue": value}
     if isinstance(value, int):
+        if not -(2**63) <= value <= 2**63 - 1:
+            return {"stringValue": str(value)}
         return {"intValue": str(value)}
     if isinstance(value, float):
         return {"doubleValue": value}
     if isinstance(value, str):
-        return {"stringValue": value}
+        return {"stringValue": _text(value)}
     if isinstance(value, list | tuple):
         return {"arrayValue": {"values": [_json_value(v) for v in value]}}
     if isinstance(value, Mapping):
@@ -42,7 +53,7 @@ def _json_span(record: Record) -> dict[str, Any]:
     span: dict[str, Any] = {
         "traceId": record["trace"],
         "spanId": record["span"],
-        "name": record["name"],
+        "name": _text(str(record["name"])),
         "kind": int(record.get("kind", 0)) + 1,  # SDK INTERNAL is 0, OTLP INTERNAL is 1
         "startTimeUnixNano": str(record["start"]),
         "endTimeUnixNano": str(record["end"]),
@@ -106,6 +117,7 @@ _KV_CACHE_MAX = 8192
 
 
 _SMALL = [bytes([n]) for n in range(128)]
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _varint(n: int) -> bytes:
@@ -131,18 +143,20 @@ def _any(value: Any) -> bytes:
     if isinstance(value, bool):
         return b"\x10\x01" if value else b"\x10\x00"
     if isinstance(value, int):
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            return _ld(b"\x0a", str(value).encode())  # OTLP ints are int64
         return b"\x18" + _varint(value)
     if isinstance(value, float):
         return b"\x21" + _D.pack(value)
     if isinstance(value, str):
-        return _ld(b"\x0a", value.encode("utf-8", "surrogatepass"))
+        return _ld(b"\x0a", value.encode("utf-8", "replace"))
     if isinstance(value, list | tuple):
         return _ld(b"\x2a", b"".join(_ld(b"\x0a", _any(v)) for v in value))
     if isinstance(value, Mapping):
         return _ld(b"\x32", b"".join(_ld(b"\x0a", _kv(k, v)) for k, v in value.items()))
     if isinstance(value, bytes):
         return _ld(b"\x3a", value)
-    return _ld(b"\x0a", str(value).encode("utf-8", "surrogatepass"))
+    return _ld(b"\x0a", str(value).encode("utf-8", "replace"))
 
 
 def _kv(key: str, value: Any) -> bytes:
@@ -176,7 +190,7 @@ def _span(record: Record) -> bytes:
     ]
     if record.get("parent"):
         parts.append(b"\x22\x08" + bytes.fromhex(record["parent"]))
-    parts.append(_ld(b"\x2a", str(record["name"]).encode("utf-8", "surrogatepass")))
+    parts.append(_ld(b"\x2a", str(record["name"]).encode("utf-8", "replace")))
     parts.append(b"\x30" + _varint(int(record.get("kind", 0)) + 1))
     parts.append(b"\x39" + _Q.pack(int(record["start"])))
     parts.append(b"\x41" + _Q.pack(int(record["end"])))
@@ -189,7 +203,7 @@ def _span(record: Record) -> bytes:
         parts.append(_ld(b"\x6a", link + _attributes(b"\x22", attrs)))
     code = int(record.get("status") or 0)
     message = record.get("message") or ""
-    status = (_ld(b"\x12", message.encode("utf-8", "surrogatepass")) if message else b"") + (
+    status = (_ld(b"\x12", message.encode("utf-8", "replace")) if message else b"") + (
         b"\x18" + _varint(code) if code else b""
     )
     parts.append(_ld(b"\x7a", status))

@@ -50,8 +50,10 @@ def _wrap(fn: Any) -> Any:
     return fn if parent is None else _follow.Task(fn, parent)
 
 
-def _stamped_process(parent: str | None, ctx: Any, *args: Any, **kwds: Any) -> Any:
-    process = ctx.Process(*args, **kwds)
+def _stamped_process(
+    parent: str | None, make: Any, ctx: Any, *args: Any, **kwds: Any
+) -> Any:
+    process = make(ctx, *args, **kwds)
     setattr(process, PARENT_ATTR, parent)
     return process
 
@@ -74,7 +76,8 @@ def install() -> None:
     def pool_init(original: Any) -> Any:
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
             if not _is_thread_pool(self):
-                self.Process = functools.partial(_stamped_process, _here())
+                # The class's own Process (a subclass may override it), stamped.
+                self.Process = functools.partial(_stamped_process, _here(), type(self).Process)
             original(self, *args, **kwargs)
 
         return __init__

@@ -9,7 +9,6 @@ what they will need now. Children only ever talk to the collector.
 
 from __future__ import annotations
 
-import atexit
 import functools
 import json
 import os
@@ -256,18 +255,42 @@ def ensure() -> Runtime | None:
         runtime = Runtime(chosen)
         runtime.start()
         _runtime = runtime
-        atexit.register(_at_exit)
+        _schedule_exit()
         return runtime
 
 
+def _schedule_exit() -> None:
+    """End the run inside multiprocessing's own exit hook, at its usual place among the
+    program's atexit handlers (an atexit handler of the program may be what lets a child
+    finish, so the children cannot be joined any earlier).
+
+    That hook runs the finalizers of priority >= 0, terminates daemonic children, joins
+    all children, then runs the remaining finalizers: proctrace reports the daemonic
+    children's SIGTERM in the first group and ends the run in the last, once every child
+    has sent its spans.
+    """
+    from multiprocessing import util
+
+    util.Finalize(None, _report_daemons, exitpriority=0)
+    util.Finalize(None, _at_exit, exitpriority=-(2**31))
+
+
+def _report_daemons() -> None:
+    import multiprocessing
+
+    from . import _carrier
+
+    if not active():
+        return
+    for child in multiprocessing.active_children():
+        if child.daemon:
+            _carrier.report(child, "signal", 15)
+
+
 def _at_exit() -> None:
+    global _runtime
     runtime = _runtime
     if runtime is None or runtime.pid != os.getpid():
         return
-    # multiprocessing's own exit hook joins the children; it was registered
-    # before ours so it would run after it. Run it first (it runs only once)
-    # so every child has sent its spans before the collector is told to stop.
-    from multiprocessing import util
-
-    util._exit_function()  # type: ignore[attr-defined]
+    _runtime = None
     runtime.finish()

@@ -1,0 +1,162 @@
+"""Edge cases found in review: exit order, stacked decorators, late tracing, hostile values."""
+
+from __future__ import annotations
+
+from conftest import by_name, settle
+
+
+def test_atexit_handlers_that_release_children_still_run_and_daemons_are_reported(
+    run_script, receiver
+):
+    """The run ends inside multiprocessing's own exit hook, so an atexit handler of the
+    program that lets a child finish runs first (no hang); a daemonic child terminated at
+    exit is reported as terminated, not as a crash."""
+    source = """
+    import atexit, multiprocessing, time
+    from proctrace import traced
+
+    @traced
+    def waiter(ev):
+        ev.wait(20)
+
+    if __name__ == "__main__":
+        ctx = multiprocessing.get_context("fork")
+        ev = ctx.Event()
+        atexit.register(ev.set)
+        ctx.Process(target=waiter, args=(ev,), name="released").start()
+        ctx.Process(target=waiter, args=(ctx.Event(),), name="daemon", daemon=True).start()
+        time.sleep(0.3)
+    """
+    run = run_script(source, env=receiver.env(), timeout=15)
+    assert run.returncode == 0, run.stderr
+    spans = {s.attributes.get("proctrace.process.name"): s for s in settle(receiver, 3)}
+    assert spans["released"].status_code == "UNSET"
+    assert spans["released"].attributes["process.exit.code"] == 0
+    assert spans["daemon"].attributes["proctrace.terminated"] is True
+    assert spans["daemon"].attributes["process.exit.code"] == -15
+    assert "proctrace.abnormal_end" not in spans["daemon"].attributes
+
+
+def test_a_decorator_stacked_on_traced_and_an_untraced_first_child(run_script, receiver, method):
+    """@other @traced on a target still makes one normal process span; a @traced helper
+    called by a child whose target is not traced nests under that child's starter, in the
+    one trace of the run (no second run started inside the child)."""
+    source = """
+    import functools, multiprocessing, sys
+    from proctrace import traced
+
+    def logged(fn):
+        @functools.wraps(fn)
+        def inner(*a, **k):
+            return fn(*a, **k)
+        return inner
+
+    @logged
+    @traced
+    def work(n):
+        return n
+
+    @traced
+    def helper():
+        return 1
+
+    def plain():
+        helper()
+
+    if __name__ == "__main__":
+        ctx = multiprocessing.get_context(sys.argv[1])
+        for target, args in ((plain, ()), (work, (1,))):
+            p = ctx.Process(target=target, args=args)
+            p.start(); p.join()
+            assert p.exitcode == 0
+    """
+    run = run_script(source, method, env=receiver.env())
+    assert run.returncode == 0, run.stderr
+    spans = by_name(settle(receiver, 3))
+    (work,) = spans["work"]
+    assert work.status_code == "UNSET" and work.attributes["process.exit.code"] == 0
+    assert len(run.events("process started")) == 1
+    (helper,) = spans["helper"]
+    assert helper.trace_id == work.trace_id
+    assert helper.parent_span_id == spans["prog"][0].span_id
+
+
+def test_exit_code_wins_over_a_late_terminate_and_deep_secrets_stay_hidden(run_script, receiver):
+    """A child that ended with os._exit(3) before terminate() reached it keeps exit code 3;
+    a secret nested deeper than scrubbing looks is not shown; secret-looking log keys are
+    redacted in span events; text that is not valid UTF-8 does not spoil the export."""
+    source = """
+    import multiprocessing, os, time
+    import structlog
+    from proctrace import traced
+
+    @traced
+    def leave(config):
+        os._exit(3)
+
+    @traced
+    def talk():
+        structlog.get_logger().info("login", password="hunter2", note="caf" + chr(0xDCE9))
+
+    if __name__ == "__main__":
+        deep = {"password": "SECRET-DEEP"}
+        for _ in range(9):
+            deep = {"level": deep}
+        p = multiprocessing.get_context("fork").Process(target=leave, args=(deep,))
+        p.start()
+        time.sleep(0.5)
+        p.terminate(); p.join()
+        print(p.exitcode)
+        p = multiprocessing.get_context("fork").Process(target=talk)
+        p.start(); p.join()
+    """
+    run = run_script(source, env=receiver.env())
+    assert run.stdout.strip() == "3", run.stderr
+    spans = by_name(settle(receiver, 3))
+    (leave,) = spans["leave"]
+    assert leave.attributes["process.exit.code"] == 3
+    assert "proctrace.terminated" not in leave.attributes
+    assert "SECRET-DEEP" not in repr(leave.attributes) and "[...]" in repr(leave.attributes)
+    (login,) = [e for e in spans["talk"][0].events if e.name == "login"]
+    assert login.attributes["password"] == "[REDACTED]"
+    assert login.attributes["note"] == "caf?"  # replaced, and the batch still went out
+
+
+def test_a_pool_subclass_keeps_its_own_process_class(run_script, receiver):
+    """A Pool subclass that overrides Process (the usual non-daemonic pool) works as without
+    proctrace, and its tasks are traced."""
+    source = """
+    import multiprocessing, multiprocessing.pool
+    from proctrace import traced
+
+    class NoDaemonProcess(multiprocessing.get_context("fork").Process):
+        @property
+        def daemon(self):
+            return False
+
+        @daemon.setter
+        def daemon(self, value):
+            pass
+
+    class NestablePool(multiprocessing.pool.Pool):
+        @staticmethod
+        def Process(ctx, *args, **kwds):
+            return NoDaemonProcess(*args, **kwds)
+
+    def inner(x):
+        return x + 1
+
+    @traced
+    def outer(x):
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            return pool.apply(inner, (x,))
+
+    if __name__ == "__main__":
+        with NestablePool(2, context=multiprocessing.get_context("fork")) as pool:
+            print(pool.map(outer, [4, 13]))
+    """
+    run = run_script(source, env=receiver.env())
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[5, 14]"
+    receiver.wait_for_spans(3)
+    assert len(by_name(receiver.spans)["outer"]) == 2
