@@ -105,10 +105,16 @@ def _send(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     failed = False
     for path in ns.files:
         try:
-            sent = _send.send_file(path, settings)
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"no such file: {path}")
+            with open(path, "rb"):
+                pass
         except OSError as exc:
             failed = True
             print(f"proctrace: cannot read {path}: {exc}", file=sys.stderr)
+            continue
+        try:
+            sent = _send.send_file(path, settings)
         except Exception as exc:  # the backend said no: keep the file, say why
             failed = True
             print(

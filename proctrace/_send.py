@@ -20,6 +20,21 @@ def _count(request: dict[str, Any]) -> int:
     )
 
 
+def headers(env: dict[str, str] | None = None) -> dict[str, str]:
+    """``OTEL_EXPORTER_OTLP_TRACES_HEADERS`` (or ``..._HEADERS``): ``k=v,k2=v2``, URL-encoded,
+    as the exporters that sent the run would have used."""
+    from urllib.parse import unquote
+
+    env = dict(os.environ) if env is None else env
+    raw = env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS")
+    found: dict[str, str] = {}
+    for item in (raw or "").split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            found[unquote(key.strip()).lower()] = unquote(value.strip())
+    return found
+
+
 def _grpc_sender(endpoint: str) -> Any:
     import grpc
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
@@ -30,9 +45,10 @@ def _grpc_sender(endpoint: str) -> Any:
     else:
         channel = grpc.insecure_channel(target)
     stub = TraceServiceStub(channel)  # type: ignore[no-untyped-call]
+    metadata = tuple(headers().items())
 
     def send(message: Any) -> None:
-        stub.Export(message, timeout=TIMEOUT)
+        stub.Export(message, timeout=TIMEOUT, metadata=metadata)
 
     return send
 
@@ -42,7 +58,7 @@ def _http_sender(endpoint: str) -> Any:
         request = urllib.request.Request(
             endpoint,
             data=message.SerializeToString(),
-            headers={"Content-Type": "application/x-protobuf"},
+            headers={**headers(), "Content-Type": "application/x-protobuf"},
             method="POST",
         )
         with urllib.request.urlopen(request, timeout=TIMEOUT) as response:

@@ -92,3 +92,39 @@ def test_send_keeps_the_file_when_the_backend_is_still_down(tmp_path, receiver):
     assert sent.returncode == 1
     assert "not sent to" in sent.stderr and "the file is kept" in sent.stderr
     assert kept.exists()
+
+
+def test_send_uses_the_otlp_headers_and_reports_a_rejection_as_such(tmp_path):
+    """`proctrace send` sends OTEL_EXPORTER_OTLP_HEADERS, as the run's exporter would have;
+    a backend that answers 401 is reported as a rejection, and the file is kept."""
+    import http.server
+    import threading
+
+    seen: list[str] = []
+
+    class Picky(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            seen.append(self.headers.get("Authorization", ""))
+            self.send_response(401 if len(seen) == 1 else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Picky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with FaultyBackend("refuse") as backend:
+        _timed(tmp_path, backend.env())
+    kept = next((tmp_path / ".proctrace").glob("*-undelivered.jsonl"))
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+    env = clean_env(OTEL_EXPORTER_OTLP_HEADERS="Authorization=Bearer%20abc")
+    args = [sys.executable, "-m", "proctrace", "send", str(kept), "--endpoint", endpoint,
+            "--protocol", "http/protobuf"]
+    first = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert first.returncode == 1 and "not sent to" in first.stderr and kept.exists()
+    second = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    server.shutdown()
+    assert seen[0] == "Bearer abc" and not kept.exists()
