@@ -59,6 +59,11 @@ def prepare_fork(
         _args.describe(target, (), {}, limit=settings.max_repr, extra=spec.redact + settings.redact)
     if "structlog" in sys.modules:  # else children will not load it either
         _logs.prepare(settings.log_format)
+    _logs.warm(_lock_path(carrier))
+
+
+def _lock_path(carrier: dict[str, Any]) -> str:
+    return os.path.join(os.path.dirname(carrier["socket"]), "stderr.lock")
 
 
 def call(
@@ -202,7 +207,7 @@ def run_process(
         proc, carrier, target, spec, settings, args, kwargs
     )
     _logs.configure(settings.log_format, settings.log_events, settings.max_repr)
-    _logs.set_lock_path(os.path.join(os.path.dirname(carrier["socket"]), "stderr.lock"))
+    _logs.set_lock_path(_lock_path(carrier))
     _logs.set_process_keys(
         process_name=attributes["proctrace.process.name"],
         pid=attributes["process.pid"],

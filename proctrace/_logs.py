@@ -49,7 +49,9 @@ def add_process_context(
 
 
 _lock_path: str | None = None
-_lock_fd: tuple[int, int] | None = None  # (pid, fd): POSIX locks belong to a process
+# An open descriptor of the lock file. POSIX record locks belong to the process that takes
+# them, not to the descriptor, so fork children can use the one they inherit.
+_lock_fd: int | None = None
 _thread_lock = threading.Lock()
 
 
@@ -63,17 +65,18 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 def set_lock_path(path: str | None) -> None:
     """A file the run's processes lock around each line they write to the shared stderr."""
-    global _lock_path
-    _lock_path = path
+    global _lock_path, _lock_fd
+    if path != _lock_path:
+        _lock_path, _lock_fd = path, None
 
 
 def _locked_fd() -> int | None:
     global _lock_fd
     if _lock_path is None:
         return None
-    if _lock_fd is None or _lock_fd[0] != os.getpid():
-        _lock_fd = (os.getpid(), os.open(_lock_path, os.O_WRONLY | os.O_CREAT, 0o600))
-    return _lock_fd[1]
+    if _lock_fd is None:
+        _lock_fd = os.open(_lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
+    return _lock_fd
 
 
 MAX_SPAN_EVENTS = 128
@@ -251,6 +254,14 @@ def prepare(log_format: str) -> list[Any]:
     return chain
 
 
+def warm(lock_path: str) -> None:
+    """Open the lock file and run the native renderer once, without writing: a fork child
+    then inherits both ready instead of doing that work in every child."""
+    set_lock_path(lock_path)
+    _locked_fd()
+    _render("info", "warm-up", None, {"args": [], "kwargs": {}}, attach=False)
+
+
 def emit(level: str, event: str, exc_info: BaseException | None = None, **keys: Any) -> None:
     """One lifecycle event: through the application's structlog configuration if it has one
     (or for the console renderer), else rendered here as proctrace's chain would."""
@@ -266,11 +277,22 @@ def emit(level: str, event: str, exc_info: BaseException | None = None, **keys: 
         else:
             log(event, **keys)
         return
-    # The same chain as prepare()'s, for JSON: keys, process context, level, timestamp.
+    LineWriter().msg(_render(level, event, exc_info, keys))
+
+
+def _render(
+    level: str,
+    event: str,
+    exc_info: BaseException | None,
+    keys: dict[str, Any],
+    attach: bool = True,
+) -> str:
+    """The same chain as prepare()'s, for JSON: keys, process context, level, timestamp."""
     event_dict: dict[str, Any] = dict(keys)
     event_dict["event"] = event
     add_process_context(None, level, event_dict)
-    attach_to_span(None, level, event_dict)
+    if attach:
+        attach_to_span(None, level, event_dict)
     event_dict["level"] = level
     event_dict["timestamp"] = (
         datetime.datetime.now(tz=datetime.UTC).isoformat().replace("+00:00", "Z")
@@ -280,4 +302,4 @@ def emit(level: str, event: str, exc_info: BaseException | None = None, **keys: 
             traceback.format_exception(type(exc_info), exc_info, exc_info.__traceback__)
         )
         event_dict["exception"] = text[:-1] if text.endswith("\n") else text
-    LineWriter().msg(json.dumps(event_dict, default=repr))
+    return json.dumps(event_dict, default=repr)
