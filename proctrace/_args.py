@@ -148,7 +148,8 @@ _PLAIN = (int, float, str, bool, type(None))
 _SECRET_POSITIONS: dict[tuple[Callable[..., Any], tuple[str, ...]], tuple[bool, ...]] = {}
 
 
-def _secret_positions(fn: Callable[..., Any], extra: tuple[str, ...]) -> tuple[bool, ...]:
+def secret_positions(fn: Callable[..., Any], extra: tuple[str, ...]) -> tuple[bool, ...]:
+    """Which positional parameters of ``fn`` look secret (cached per function)."""
     found = _SECRET_POSITIONS.get((fn, extra))
     if found is None:
         found = _SECRET_POSITIONS[(fn, extra)] = tuple(
@@ -172,7 +173,7 @@ def describe(
     extra: tuple[str, ...] = (),
 ) -> tuple[list[str], dict[str, str]]:
     """Reprs of the positional and keyword arguments, redacted and truncated."""
-    secret = _secret_positions(fn, extra)
+    secret = secret_positions(fn, extra)
     shown_args = [
         REDACTED if i < len(secret) and secret[i] else _shown(arg, limit, extra)
         for i, arg in enumerate(args)

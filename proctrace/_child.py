@@ -56,7 +56,7 @@ def prepare_fork(
     settings, inspect the target's parameters, build the log chain."""
     settings = carrier_settings(carrier)
     if spec.record_args:
-        _args.describe(target, (), {}, limit=settings.max_repr, extra=spec.redact + settings.redact)
+        _args.secret_positions(target, spec.redact + settings.redact)
     if "structlog" in sys.modules:  # else children will not load it either
         _logs.prepare(settings.log_format)
     _logs.warm(_lock_path(carrier))

@@ -257,6 +257,8 @@ def prepare(log_format: str) -> list[Any]:
 def warm(lock_path: str) -> None:
     """Open the lock file and run the native renderer once, without writing: a fork child
     then inherits both ready instead of doing that work in every child."""
+    if lock_path == _lock_path and _lock_fd is not None:
+        return  # done for this run already
     set_lock_path(lock_path)
     _locked_fd()
     _render("info", "warm-up", None, {"args": [], "kwargs": {}}, attach=False)

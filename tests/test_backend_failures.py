@@ -103,7 +103,7 @@ def test_send_uses_the_otlp_headers_and_reports_a_rejection_as_such(tmp_path):
     seen: list[str] = []
 
     class Picky(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             seen.append(self.headers.get("Authorization", ""))
             self.send_response(401 if len(seen) == 1 else 200)
