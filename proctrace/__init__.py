@@ -6,12 +6,16 @@ target, so the SDK, exporters and structlog are loaded only where needed.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from ._api import configure, current_trace_id, settings
-from ._config import ConfigurationError, Settings
-from ._decorator import traced
-from ._instrument import instrument, uninstrument
+from ._api.decorator import traced
+from ._api.functions import (
+    configure,
+    current_trace_id,
+    instrument,
+    settings,
+    uninstrument,
+)
+from ._core.config import ConfigurationError, Settings
+from ._core.version import VERSION as __version__
 
 __all__ = [
     "ConfigurationError",

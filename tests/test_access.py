@@ -10,7 +10,8 @@ import pytest
 PROGRAM = """
 import multiprocessing, os, socket, sys
 import proctrace
-from proctrace import _wire, traced
+from proctrace import traced
+from proctrace._child import wire as _wire
 
 @traced
 def task():

@@ -12,7 +12,8 @@ import pytest
 from backends import FaultyBackend
 from conftest import ROOT, by_name, clean_env
 
-from proctrace import _otlpjson
+from proctrace._otlp import files as _otlpjson
+from proctrace._otlp import otlpjson
 from proctrace.testing import decode_request
 
 PROGRAM = """
@@ -64,7 +65,7 @@ def test_a_failing_backend_adds_under_a_second_and_keeps_every_span(
     assert match, lines[0]
     kept = tmp_path / match.group(1)
     assert match.group(1) == match.group(2)
-    spans = [s for r in _otlpjson.read(str(kept)) for s in decode_request(_otlpjson.to_protobuf(r))]
+    spans = [s for r in _otlpjson.read(str(kept)) for s in decode_request(otlpjson.to_protobuf(r))]
     assert sorted(s.name for s in spans) == ["prog"] + ["task"] * 8
     assert "Exception ignored" not in proc.stderr
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proctrace._config import ConfigurationError, Settings, resolve
+from proctrace._core.config import ConfigurationError, Settings, resolve
 
 
 def test_no_endpoint_and_no_exporter_means_the_local_trace_file():

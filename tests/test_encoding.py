@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
-from proctrace import _fates, _html, _otlp, _otlpjson, _view
+from proctrace._agent import fates as _fates
+from proctrace._otlp import otlpjson
+from proctrace._otlp import protobuf as _otlp
+from proctrace._view import html as _html
+from proctrace._view import spans as _view
 from proctrace.testing import decode_request
 
 RECORD = {
@@ -22,7 +26,7 @@ def test_integers_beyond_int64_are_sent_as_text_in_protobuf_and_json():
     raw = _otlp.serialized_request([RECORD], {"service.name": "s"})
     (span,) = decode_request(ExportTraceServiceRequest.FromString(raw))
     assert span.attributes == {"big": str(2**70), "small": -(2**63), "text": "ok"}
-    (from_json,) = decode_request(_otlpjson.to_protobuf(_otlp.json_request([RECORD], {})))
+    (from_json,) = decode_request(otlpjson.to_protobuf(otlpjson.request([RECORD], {})))
     assert from_json.attributes == span.attributes
 
 
@@ -30,11 +34,16 @@ def test_records_of_a_span_already_ended_as_never_started_make_no_second_span():
     """A child's start that arrives after its span was ended as never started is refused."""
     emitted = []
     fates = _fates.Fates(emitted.append, grace=0.0)
-    fates.expect({"span": "s1", "trace": "t", "start": 1, "attrs": {}})
+    fates.expect(
+        {"k": "expect", "span": "s1", "trace": "t", "parent": None, "name": "n", "start": 1,
+         "quiet_term": False, "attrs": {}}
+    )
     fates.exited("s1", -9)
     fates.tick(float("inf"))
     assert [r["message"] for r in emitted] == [_fates.NEVER_RAN]
-    assert fates.started({"span": "s1", "start": 2, "attrs": {}}) is False
+    assert fates.started(
+        {"span": "s1", "trace": "t", "parent": None, "name": "n", "start": 2, "attrs": {}}
+    ) is False
 
 
 def test_html_page_keeps_markup_in_arguments_inside_its_data():

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from conftest import by_name, settle
 
-from proctrace import _otlpjson
+from proctrace._otlp import files as _otlpjson
+from proctrace._otlp import otlpjson
 from proctrace.testing import decode_request
 
 PROGRAM = """
@@ -30,7 +31,7 @@ if __name__ == "__main__":
 def _file_spans(path: Path) -> list:
     spans = []
     for request in _otlpjson.read(str(path)):
-        spans += decode_request(_otlpjson.to_protobuf(request))
+        spans += decode_request(otlpjson.to_protobuf(request))
     return spans
 
 
@@ -184,7 +185,7 @@ def test_a_bad_setting_fails_start_with_one_clear_error(run_script):
     """A malformed protocol is reported once, in the program, before any child runs."""
     run = run_script(PROGRAM, env={"OTEL_EXPORTER_OTLP_PROTOCOL": "smoke-signals"})
     assert run.returncode == 1
-    assert "proctrace._config.ConfigurationError: OTLP protocol 'smoke-signals'" in run.stderr
+    assert "proctrace._core.config.ConfigurationError: OTLP protocol 'smoke-signals'" in run.stderr
     assert "process started" not in run.stderr
 
 

@@ -1,0 +1,222 @@
+"""How each process ended, pieced together from what its starter and the process itself said.
+
+A starter announces a child's span once ``start()`` worked (``expect``),
+reports the signal it is about to send (``terminate()``/``kill()``) and the
+exit code ``join()`` saw (``exited``). The child opens and ends the span over
+its own connection. These arrive over different connections in any order, so
+each announced span has a fate here until it is ended:
+
+- announced, never started: ended when the exit is reported (after a short
+  grace, in case the child's own records are still on their way), or at the end
+  of the run;
+- started, then its connection ended with the span open: ended at once if the
+  starter signalled it, else after a short grace that lets the exit code
+  arrive. The end time is when the connection ended;
+- ended by the child: held until the starter reports the exit code (or
+  HELD_GRACE runs out), because a process can still die after its target
+  returned, and the span should carry the exit code the process really had.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .._core import names
+from .._core.records import ExpectRecord, SpanData
+
+ABNORMAL = "process ended before its span did (killed, crashed or os._exit)"
+STILL_RUNNING = "process was still running when the traced program exited"
+NEVER_RAN = "process ended before its target started"
+SIGNALS = {
+    15: "terminated by SIGTERM (Process.terminate())",
+    9: "killed by SIGKILL (Process.kill())",
+}
+GRACE = 0.25  # seconds one connection's news may lag behind another's
+# How long a span its child ended waits for the starter's join() to report the exit
+# code; a starter that joins later (or never: multiprocessing reaps at exit) gets the
+# span out with the code the child expected.
+HELD_GRACE = 2.0
+_STATUS_UNSET, _STATUS_ERROR = names.STATUS_UNSET, names.STATUS_ERROR
+
+
+class _Fate:
+    __slots__ = ("code", "deadline", "ended_ns", "record", "signal", "state")
+
+    def __init__(self, state: str, record: SpanData | None) -> None:
+        self.state = state  # announced | open | dying | held
+        self.record = record
+        self.signal: int | None = None
+        self.code: int | None = None
+        self.deadline: float | None = None
+        self.ended_ns: int | None = None
+
+
+class Fates:
+    """Tracks announced process spans; calls ``emit`` with each span it has to end itself."""
+
+    def __init__(self, emit: Callable[[SpanData], None], grace: float = GRACE) -> None:
+        self._emit = emit
+        self._grace = grace
+        self._fates: dict[str, _Fate] = {}
+        # Spans ended here for a process that never started them: its records, should they
+        # still come (a collector running late), must not make a second span.
+        self._ended_unstarted: dict[str, None] = {}
+        self.abnormal = 0
+
+    def expect(self, announced: ExpectRecord) -> None:
+        record: SpanData = {
+            "trace": announced["trace"],
+            "span": announced["span"],
+            "parent": announced["parent"] or None,
+            "name": announced["name"],
+            "start": announced["start"],
+            "attrs": announced["attrs"],
+            "process": True,
+            "quiet_term": bool(announced["quiet_term"]),
+        }
+        fate = self._fates.get(record["span"])
+        if fate is None:
+            self._fates[record["span"]] = _Fate("announced", record)
+        elif fate.record is not None:
+            _merge(fate.record, record)  # the child was quicker than its starter's note
+
+    def started(self, record: SpanData) -> bool:
+        """The child opened its span: fold in the announcement, if one came first. False if
+        the span was already ended as never started (the record came too late)."""
+        if record["span"] in self._ended_unstarted:
+            return False
+        fate = self._fates.get(record["span"])
+        if fate is not None and fate.state == "announced" and fate.record is not None:
+            _merge(record, fate.record)
+            fate.state, fate.record, fate.deadline = "open", record, None
+        elif fate is None:
+            self._fates[record["span"]] = _Fate("open", record)
+        return True
+
+    def ended(self, record: SpanData) -> bool:
+        """The child ended its span; True if it is held here until the exit is known."""
+        fate = self._fates.get(record["span"])
+        if fate is None or fate.state != "open":
+            return False
+        fate.state, fate.record = "held", record
+        if fate.code is not None:
+            self._release(record["span"], fate)
+        else:
+            fate.deadline = time.monotonic() + HELD_GRACE
+        return True
+
+    def _release(self, span_id: str, fate: _Fate) -> None:
+        """Emit a span its child ended, with the exit code the starter saw."""
+        del self._fates[span_id]
+        record = fate.record
+        assert record is not None
+        attrs = record["attrs"]
+        if fate.code is not None and fate.code != attrs.get(names.EXIT_CODE):
+            attrs[names.EXIT_CODE] = fate.code
+            if fate.signal is not None:
+                attrs[names.TERMINATED] = True
+            if fate.code != 0 and record.get("status") != _STATUS_ERROR:
+                how = SIGNALS.get(fate.signal or 0, f"exited with code {fate.code}")
+                if not (fate.signal and record.get("quiet_term")):
+                    record["status"] = _STATUS_ERROR
+                    record["message"] = f"{how} after its target ended"
+        self._emit(record)
+
+    def signalled(self, span_id: str, signum: int) -> None:
+        fate = self._fates.get(span_id)
+        if fate is not None:
+            fate.signal = signum
+
+    def exited(self, span_id: str, code: int) -> None:
+        fate = self._fates.get(span_id)
+        if fate is None:
+            return
+        fate.code = code
+        if fate.state == "held":
+            self._release(span_id, fate)
+        elif fate.state == "dying":
+            self._end(span_id, fate, ABNORMAL)
+        elif fate.state == "announced":
+            fate.deadline = time.monotonic() + self._grace
+
+    def lost(self, record: SpanData) -> None:
+        """The connection of the process that opened ``record`` ended with it open."""
+        span_id = record["span"]
+        fate = self._fates.get(span_id)
+        if fate is None:
+            fate = self._fates[span_id] = _Fate("open", record)
+        fate.record = record
+        fate.ended_ns = time.time_ns()
+        if fate.code is not None or (fate.signal is not None and fate.signal in SIGNALS):
+            self._end(span_id, fate, ABNORMAL)
+        else:
+            # Wait for the starter's join() to say what the exit code was.
+            fate.state, fate.deadline = "dying", time.monotonic() + HELD_GRACE
+
+    def abandon(self, record: SpanData) -> None:
+        """The run is over while the process that opened ``record`` still runs."""
+        fate = self._fates.pop(record["span"], None) or _Fate("open", record)
+        fate.record = record
+        self._fates[record["span"]] = fate
+        self._end(record["span"], fate, STILL_RUNNING)
+
+    def tick(self, now: float) -> None:
+        """End the spans whose grace has run out."""
+        due = [s for s, f in self._fates.items() if f.deadline is not None and f.deadline <= now]
+        for span_id in due:
+            fate = self._fates[span_id]
+            if fate.state == "held":
+                self._release(span_id, fate)
+            else:
+                self._end(span_id, fate, NEVER_RAN if fate.state == "announced" else ABNORMAL)
+
+    def waiting(self) -> bool:
+        return any(f.deadline is not None for f in self._fates.values())
+
+    def finish_all(self) -> None:
+        """The run is over: end whatever is still undecided."""
+        for span_id, fate in list(self._fates.items()):
+            if fate.state == "held":
+                self._release(span_id, fate)
+            elif fate.state == "announced":
+                self._end(span_id, fate, NEVER_RAN if fate.code is not None else STILL_RUNNING)
+            elif fate.state == "dying":
+                self._end(span_id, fate, ABNORMAL)
+        self._fates.clear()
+
+    def _end(self, span_id: str, fate: _Fate, why: str) -> None:
+        record = fate.record
+        del self._fates[span_id]
+        if fate.state == "announced":
+            self._ended_unstarted[span_id] = None
+            if len(self._ended_unstarted) > 4096:
+                del self._ended_unstarted[next(iter(self._ended_unstarted))]
+        if record is None:
+            return
+        attrs = record["attrs"]
+        status, code = _STATUS_ERROR, fate.code
+        if fate.signal is not None and code in (None, -fate.signal):
+            why = SIGNALS.get(fate.signal, f"ended by signal {fate.signal}")
+            attrs[names.TERMINATED] = True
+            code = -fate.signal
+            if record.get("quiet_term"):  # a pool stopping its worker: not a failure
+                status, why = _STATUS_UNSET, ""
+        else:
+            self.abnormal += 1
+            attrs[names.ABNORMAL_END] = True
+        if code is not None:
+            attrs[names.EXIT_CODE] = code
+        record["end"] = fate.ended_ns or time.time_ns()
+        record["status"] = status
+        record["message"] = why
+        self._emit(record)
+
+
+def _merge(started: SpanData, announced: SpanData) -> None:
+    """Fold the starter's announcement into the child's start record."""
+    started["start"] = min(started["start"], announced["start"])
+    started["attrs"] = {**announced["attrs"], **started["attrs"]}
+    started["quiet_term"] = announced.get("quiet_term", False)
+    started["process"] = True

@@ -1,0 +1,290 @@
+"""Export, in the agent process: batches of finished span records to their destinations.
+
+Destinations are the embedded trace file (the default), OTLP over gRPC or
+HTTP/protobuf (the OpenTelemetry SDK's exporters, so their ``OTEL_EXPORTER_OTLP_*``
+settings for headers, certificates, compression, timeout and retries apply), the
+console, or nothing. Records are encoded straight to OTLP (``_otlp``). A batch an
+OTLP backend did not take is appended to a local file instead, so nothing is
+dropped silently; at exit the pipeline gets a fixed time, and what is still
+queued or in flight then goes to that file too.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .._core import config as _config
+from .._core.records import SpanData
+from .._otlp import files as _otlpjson
+
+Record = SpanData
+BATCH = 512
+INTERVAL = 0.2
+EXPORT_TIMEOUT = 5.0
+# Spans waiting for the backend beyond this go straight to the fallback file, so the
+# agent's memory stays bounded whatever the backend does. While the backend is failing
+# or slow (an export failed, or one has taken over SLOW seconds), the limit is small:
+# what cannot be sent is moved to the file as it comes, and the exit stays quick.
+MAX_QUEUE = 64 * BATCH
+MAX_QUEUE_UNHEALTHY = 2 * BATCH
+SLOW = 1.0
+
+
+class _Exporter:
+    name = ""
+
+    def export(self, batch: Sequence[Record]) -> bool:
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        pass
+
+
+class FileExporter(_Exporter):
+    """Appends each batch as one OTLP/JSON line to a private trace file."""
+
+    name = "file"
+
+    def __init__(self, path: str, resource: Mapping[str, Any]) -> None:
+        self.path = path
+        self.resource = resource
+
+    def export(self, batch: Sequence[Record]) -> bool:
+        try:
+            _otlpjson.append(self.path, batch, self.resource)
+        except OSError:
+            return False
+        return True
+
+
+class OtlpExporter(_Exporter):
+    """The SDK's OTLP exporter, fed protobuf built from records instead of SDK spans."""
+
+    name = "otlp"
+
+    def __init__(self, settings: _config.Settings, resource: Mapping[str, Any]) -> None:
+        from .._otlp import protobuf as _otlp
+
+        endpoint = settings.endpoint
+        assert endpoint is not None
+
+        def encode(batch: Sequence[Record]) -> Any:
+            return _Serialized(_otlp.serialized_request(batch, resource))
+
+        if settings.protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+                OTLPSpanExporter as Grpc,
+            )
+
+            class RecordGrpc(Grpc):
+                """Sends the bytes ``_otlp`` wrote, through a stub that does not re-encode."""
+
+                def _translate_data(self, data: Sequence[Record]) -> Any:  # type: ignore[override]
+                    return encode(data).data
+
+                def _initialize_channel_and_stub(self) -> None:
+                    super()._initialize_channel_and_stub()  # type: ignore[no-untyped-call]
+                    self._client = _RawTraceStub(self._channel)  # type: ignore[assignment]
+
+            self._sdk: Any = RecordGrpc(
+                endpoint=endpoint, insecure=endpoint.startswith("http://"), timeout=EXPORT_TIMEOUT
+            )
+        else:
+            from opentelemetry.exporter.otlp.proto.http import trace_exporter as http
+
+            # The HTTP exporter calls its module's encode_spans; in this process (the
+            # agent, which exports nothing else) it is given records.
+            setattr(http, "encode_spans", encode)  # noqa: B010
+            self._sdk = http.OTLPSpanExporter(endpoint=endpoint, timeout=EXPORT_TIMEOUT)
+
+    def export(self, batch: Sequence[Record]) -> bool:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        return bool(self._sdk.export(batch) is SpanExportResult.SUCCESS)
+
+    def shutdown(self) -> None:
+        self._sdk.shutdown()
+
+
+class ConsoleExporter(_Exporter):
+    """The SDK's console exporter (one JSON document per span on stdout)."""
+
+    name = "console"
+
+    def __init__(self, resource: Mapping[str, Any]) -> None:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        self._resource = Resource(dict(resource))
+        self._sdk = ConsoleSpanExporter()
+
+    def export(self, batch: Sequence[Record]) -> bool:
+        from .._otel.convert import to_span
+
+        self._sdk.export([to_span(r, self._resource) for r in batch])
+        return True
+
+
+class _Serialized:
+    """Already serialized request bytes, offered where an exporter expects a message."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def SerializeToString(self) -> bytes:
+        return self.data
+
+    SerializePartialToString = SerializeToString
+
+
+class _RawTraceStub:
+    """The OTLP TraceService with serialized requests: bytes in, response message out."""
+
+    def __init__(self, channel: Any) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceResponse,
+        )
+
+        self.Export = channel.unary_unary(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            request_serializer=None,
+            response_deserializer=ExportTraceServiceResponse.FromString,
+        )
+
+
+def build(
+    settings: _config.Settings, trace_file: str, resource: Mapping[str, Any]
+) -> list[_Exporter]:
+    """The destinations ``settings`` name."""
+    exporters: list[_Exporter] = []
+    for name in settings.exporters:
+        if name == "file":
+            exporters.append(FileExporter(trace_file, resource))
+        elif name == "otlp":
+            exporters.append(OtlpExporter(settings, resource))
+        elif name == "console":
+            exporters.append(ConsoleExporter(resource))
+    return exporters
+
+
+class Pipeline:
+    """A queue drained by one export thread; ``add`` never blocks on the network."""
+
+    def __init__(
+        self, exporters: list[_Exporter], fallback_path: str, resource: Mapping[str, Any]
+    ) -> None:
+        self._exporters = exporters
+        self.fallback_path = fallback_path
+        self._resource = resource
+        self._queue: deque[Record] = deque()
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._in_flight: Sequence[Record] = ()
+        self._export_started = 0.0
+        self._healthy = True
+        self.kept = 0  # spans written to the fallback file
+        self.errors: list[str] = []
+        self._thread = threading.Thread(target=self._run, name="proctrace-export", daemon=True)
+        self._thread.start()
+
+    def add(self, record: Record) -> None:
+        # deque.append is atomic: the lock is taken only to wake the export thread for a
+        # full batch, or to move an overflow to the file, not for every span.
+        queue = self._queue
+        queue.append(record)
+        size = len(queue)
+        if size < BATCH:
+            return
+        overflow: list[Record] = []
+        with self._wake:
+            if size == BATCH or size % BATCH == 0:
+                self._wake.notify()
+            if len(queue) > MAX_QUEUE or (
+                len(queue) > MAX_QUEUE_UNHEALTHY and not self._is_healthy()
+            ):
+                overflow = self._take()
+        if overflow:
+            self._note("the backend is slower than the program")
+            self._keep(overflow)
+
+    def _is_healthy(self) -> bool:
+        stuck = bool(self._in_flight) and time.monotonic() - self._export_started > SLOW
+        return self._healthy and not stuck
+
+    def _take(self) -> list[Record]:
+        count = min(BATCH, len(self._queue))
+        return [self._queue.popleft() for _ in range(count)]
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                if not self._queue and not self._stopping:
+                    self._wake.wait(INTERVAL)
+                batch = self._take()
+                self._in_flight = batch
+                self._export_started = time.monotonic()
+                if not batch and self._stopping:
+                    return
+            if batch:
+                self._export(batch)
+            with self._wake:
+                self._in_flight = ()
+
+    def _export(self, batch: Sequence[Record]) -> None:
+        healthy = True
+        for exporter in self._exporters:
+            try:
+                ok = exporter.export(batch)
+            except Exception as exc:  # an exporter bug must not lose the batch
+                ok = False
+                self._note(f"{exporter.name}: {type(exc).__name__}: {exc}")
+            if not ok and exporter.name != "file":
+                healthy = False
+                self._note(f"{exporter.name} exporter failed")
+                self._keep(batch)
+        self._healthy = healthy and time.monotonic() - self._export_started <= SLOW
+
+    def _note(self, error: str) -> None:
+        if error not in self.errors:
+            self.errors.append(error)
+
+    def _keep(self, batch: Sequence[Record]) -> None:
+        try:
+            _otlpjson.append(self.fallback_path, batch, self._resource)
+            self.kept += len(batch)
+        except OSError as exc:
+            self._note(f"cannot write {self.fallback_path}: {exc}")
+
+    def shutdown(self, timeout: float) -> None:
+        """Export what is queued within ``timeout`` seconds; keep the rest in the fallback file."""
+        deadline = time.monotonic() + timeout
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive():
+            with self._wake:
+                left = list(self._in_flight) + list(self._queue)
+                self._queue.clear()
+            if any(e.name == "otlp" for e in self._exporters):
+                self._note(f"export did not finish within {timeout:g} s")
+                self._keep(left)
+            return
+        for exporter in self._exporters:
+            try:
+                exporter.shutdown()
+            except Exception:  # pragma: no cover - best effort at exit
+                pass
+
+
+def relative(path: str) -> str:
+    """``path`` relative to the working directory when it is below it."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel

@@ -1,0 +1,1 @@
+"""The public surface: the decorator, ``configure()``, ``instrument()`` and ``proctrace run``."""

@@ -1,0 +1,89 @@
+"""``@traced``: the one thing a user writes."""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ParamSpec, TypeVar, cast, overload
+
+from .._child import run as _run
+from .._core.spec import TraceSpec
+from .._hooks import install as _hooks
+from .._hooks import registry
+from .._starter import run as _starter
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@overload
+def traced(fn: Callable[P, R], /) -> Callable[P, R]: ...
+
+
+@overload
+def traced(
+    *, name: str | None = None, record_args: bool = True, redact: Iterable[str] = ()
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def traced(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    record_args: bool = True,
+    redact: Iterable[str] = (),
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """Trace a process target: its process gets a span linked to where it was started.
+
+    Use bare (``@traced``) or with options: ``name`` replaces the span name
+    (default: the function's ``__qualname__``), ``record_args=False`` records no
+    arguments, ``redact`` adds names whose values are replaced by
+    ``[REDACTED]`` (secret-looking names always are). The result stays
+    picklable by reference, so spawn and forkserver children can import it.
+    Called directly rather than as a process target, the function gets a span
+    of its own under the current one.
+    """
+    if isinstance(redact, str):
+        raise TypeError("redact takes a sequence of names, not one string")
+    spec = TraceSpec(name=name, record_args=record_args, redact=tuple(n.lower() for n in redact))
+
+    def decorate(target: Callable[P, R]) -> Callable[P, R]:
+        if not callable(target):
+            raise TypeError(f"@traced needs a function, not {type(target).__name__}")
+
+        @functools.wraps(target)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            return cast(R, call(target, spec, args, kwargs))
+
+        wrapper.__proctrace__ = spec  # type: ignore[attr-defined]
+        _hooks.install(by_decorator=True)
+        _starter.prepare_main()
+        return wrapper
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate
+
+
+def call(
+    target: Callable[..., Any], spec: TraceSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> Any:
+    """The ``@traced`` wrapper's body: a process span for the process target, else a span."""
+    proc = multiprocessing.current_process()
+    carrier = _run.carrier_of(proc)
+    if _run.is_process_target(proc, carrier):
+        assert carrier is not None
+        if carrier.get("instrument"):
+            registry.enable_instrument()  # grandchildren and pool tasks of this child too
+        return _run.run_process(target, spec, carrier, args, kwargs)
+    if carrier is not None:
+        return _run.run_call(target, spec, carrier, args, kwargs)
+    if not _starter.is_main_program():
+        return target(*args, **kwargs)  # a child started before tracing began
+    runtime = _starter.ensure()
+    if runtime is None:
+        return target(*args, **kwargs)
+    parent = _run.current_parent() or runtime.root_ids()
+    return _run.run_call(target, spec, None, args, kwargs, parent, settings=runtime.settings)

@@ -1,0 +1,310 @@
+"""structlog in traced children: process and trace keys on every event, one whole line per event.
+
+proctrace configures structlog only in the processes it traces. When the
+application configured structlog itself, its chain is kept and proctrace's
+processor is put in front of it, so its events carry the same keys.
+
+Importing structlog costs a spawn child about 45 ms (it imports asyncio). So
+where structlog is not loaded yet and the output is JSON, proctrace writes its
+own events with a renderer that produces exactly the lines structlog's chain
+would, and configures structlog the moment the program imports it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import MutableMapping
+from typing import Any
+
+from .._core import onimport as _onimport
+from .._core import redact as _args
+from .._core.names import DROPPED_LOG_EVENTS
+from . import span as _span
+
+# Keys of the process this is, set once when its traced target starts.
+_process_keys: dict[str, Any] = {}
+_configured_pid: int | None = None
+
+
+def set_process_keys(**keys: Any) -> None:
+    _process_keys.clear()
+    _process_keys.update(keys)
+
+
+def add_process_context(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: add process keys and the current ``trace_id``/``span_id``."""
+    for key, value in _process_keys.items():
+        event_dict.setdefault(key, value)
+    ids = _span.current_ids()
+    if ids is not None:
+        event_dict.setdefault("trace_id", ids[0])
+        event_dict.setdefault("span_id", ids[1])
+    return event_dict
+
+
+_lock_path: str | None = None
+# An open descriptor of the lock file. POSIX record locks belong to the process that takes
+# them, not to the descriptor, so fork children can use the one they inherit.
+_lock_fd: int | None = None
+_thread_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _thread_lock
+    _thread_lock = threading.Lock()  # another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def set_lock_path(path: str | None) -> None:
+    """A file the run's processes lock around each line they write to the shared stderr."""
+    global _lock_path, _lock_fd
+    if path != _lock_path:
+        _lock_path, _lock_fd = path, None
+
+
+def _locked_fd() -> int | None:
+    global _lock_fd
+    if _lock_path is None:
+        return None
+    if _lock_fd is None:
+        _lock_fd = os.open(_lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
+    return _lock_fd
+
+
+MAX_SPAN_EVENTS = 128
+_log_events = True
+_max_repr = 256
+_SKIP = ("event", "trace_id", "span_id")
+
+
+def attach_to_span(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: the event also becomes an event of the current span, so a
+    backend shows the logs under the span that wrote them."""
+    span = _span.current_span()
+    if _log_events and isinstance(span, _span.Span):
+        if len(span.events) < MAX_SPAN_EVENTS:
+            attrs = {
+                str(k): _args.REDACTED
+                if _args.is_secret(k)
+                else v
+                if type(v) in _PRIMITIVE
+                else _args.safe_repr(_args.scrub(v), _max_repr)
+                for k, v in event_dict.items()
+                if k not in _SKIP
+            }
+            attrs.setdefault("level", method_name)
+            span.events.append((str(event_dict.get("event", "")), time.time_ns(), attrs))
+        else:
+            dropped = span.attributes.get(DROPPED_LOG_EVENTS, 0)
+            span.attributes[DROPPED_LOG_EVENTS] = dropped + 1
+    return event_dict
+
+
+_PRIMITIVE = (str, int, float, bool)
+
+
+class LineWriter:
+    """A structlog logger that writes each rendered event as one whole line.
+
+    Many children share one stderr pipe. A single write of up to PIPE_BUF
+    (4096) bytes is whole, but a longer one (a traceback, say) can be split by
+    any other process's write, short or long. So every line is written holding a
+    POSIX lock on a file of the run that all its processes share (three system
+    calls), and a thread lock within the process.
+    """
+
+    def __init__(self, fd: int = 2) -> None:
+        self._fd = fd
+
+    def msg(self, message: str) -> None:
+        data = (message + "\n").encode("utf-8", "backslashreplace")
+        try:
+            with _thread_lock:
+                lock = _locked_fd()
+                if lock is None:
+                    self._write(data)
+                    return
+                fcntl.lockf(lock, fcntl.LOCK_EX)
+                try:
+                    self._write(data)
+                finally:
+                    fcntl.lockf(lock, fcntl.LOCK_UN)
+        except OSError:  # stderr closed: logging must never break the task
+            pass
+
+    def _write(self, data: bytes) -> None:
+        while data:
+            data = data[os.write(self._fd, data) :]
+
+    log = debug = info = warn = warning = error = err = critical = exception = fatal = msg
+
+
+class LineWriterFactory:
+    def __call__(self, *args: Any) -> LineWriter:
+        return LineWriter()
+
+
+def _use_json(log_format: str) -> bool:
+    if log_format != "auto":
+        return log_format == "json"
+    try:
+        return not os.isatty(2)
+    except OSError:  # pragma: no cover
+        return True
+
+
+def _colors() -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
+    try:
+        return os.isatty(2) and not os.environ.get("NO_COLOR")
+    except OSError:  # pragma: no cover
+        return False
+
+
+def configure(log_format: str, log_events: bool = True, max_repr: int = 256) -> None:
+    """Set up logging in this process (once per process): structlog now if it is loaded or
+    the console format is wanted, else when the program imports it."""
+    global _configured_pid, _log_format, _log_events, _max_repr
+    if _configured_pid == os.getpid():
+        return
+    _configured_pid = os.getpid()
+    _log_format, _log_events, _max_repr = log_format, log_events, max_repr
+    if not _use_json(log_format):
+        _configure_structlog()  # the console renderer is structlog's
+    else:
+        _onimport.when_imported("structlog", lambda module: _configure_structlog())
+
+
+_log_format = "auto"
+# True when proctrace configured structlog: its events can then be rendered here, without
+# structlog's logger machinery, to exactly the same lines. Else they go through the
+# application's own structlog configuration.
+_ours = False
+
+
+def _configure_structlog() -> None:
+    global _ours
+    import structlog
+
+    log_format = _log_format
+
+    if structlog.is_configured():
+        processors = list(structlog.get_config()["processors"])
+        if add_process_context not in processors:
+            # Span events are taken last before rendering, after the application's own
+            # processors (a redacting one among them) have had their say.
+            structlog.configure(
+                processors=[add_process_context, *processors[:-1], attach_to_span, *processors[-1:]]
+            )
+        return
+    _ours = True
+    structlog.configure(
+        processors=prepare(log_format),
+        logger_factory=LineWriterFactory(),
+        cache_logger_on_first_use=True,
+    )
+
+
+_prepared: dict[tuple[str, bool, bool], list[Any]] = {}
+
+
+def prepare(log_format: str) -> list[Any]:
+    """proctrace's processor chain, built once per process and run once on a sample event.
+
+    Called in a program before it forks, so fork children inherit the chain with
+    every lazy part of it already done, instead of paying for that in each child.
+    """
+    key = (log_format, _use_json(log_format), _colors())
+    chain = _prepared.get(key)
+    if chain is not None:
+        return chain
+    import structlog
+
+    renderer: Any
+    if key[1]:
+        renderer = structlog.processors.JSONRenderer()
+        exc: list[Any] = [structlog.processors.format_exc_info]
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=key[2])
+        exc = []
+    chain = [
+        add_process_context,
+        attach_to_span,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        structlog.processors.StackInfoRenderer(),
+        *exc,
+        renderer,
+    ]
+    sample: Any = {"event": "warm-up", "args": [], "kwargs": {}, "duration_ms": 0.0}
+    for processor in chain:
+        if processor is not attach_to_span:
+            sample = processor(None, "info", sample)
+    _prepared[key] = chain
+    return chain
+
+
+def warm(lock_path: str) -> None:
+    """Open the lock file and run the native renderer once, without writing: a fork child
+    then inherits both ready instead of doing that work in every child."""
+    if lock_path == _lock_path and _lock_fd is not None:
+        return  # done for this run already
+    set_lock_path(lock_path)
+    _locked_fd()
+    _render("info", "warm-up", None, {"args": [], "kwargs": {}}, attach=False)
+
+
+def emit(level: str, event: str, exc_info: BaseException | None = None, **keys: Any) -> None:
+    """One lifecycle event: through the application's structlog configuration if it has one
+    (or for the console renderer), else rendered here as proctrace's chain would."""
+    structlog_module = sys.modules.get("structlog")
+    if structlog_module is not None and structlog_module.is_configured() and (
+        not _ours or not _use_json(_log_format)
+    ):
+        import structlog
+
+        log = getattr(structlog.get_logger("proctrace"), level)
+        if exc_info is not None:
+            log(event, exc_info=exc_info, **keys)
+        else:
+            log(event, **keys)
+        return
+    LineWriter().msg(_render(level, event, exc_info, keys))
+
+
+def _render(
+    level: str,
+    event: str,
+    exc_info: BaseException | None,
+    keys: dict[str, Any],
+    attach: bool = True,
+) -> str:
+    """The same chain as prepare()'s, for JSON: keys, process context, level, timestamp."""
+    event_dict: dict[str, Any] = dict(keys)
+    event_dict["event"] = event
+    add_process_context(None, level, event_dict)
+    if attach:
+        attach_to_span(None, level, event_dict)
+    event_dict["level"] = level
+    event_dict["timestamp"] = (
+        datetime.datetime.now(tz=datetime.UTC).isoformat().replace("+00:00", "Z")
+    )
+    if exc_info is not None:
+        text = "".join(
+            traceback.format_exception(type(exc_info), exc_info, exc_info.__traceback__)
+        )
+        event_dict["exception"] = text[:-1] if text.endswith("\n") else text
+    return json.dumps(event_dict, default=repr)

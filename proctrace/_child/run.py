@@ -1,0 +1,239 @@
+"""What runs around a traced function: the process span, its logs, and how it ended.
+
+As a process target (the function a child was started with), the call opens
+the child's span under the carrier's parent, logs ``process started`` and
+``process finished``/``process failed``, and records the exit code the
+process is about to have. Called any other way (a pool task, a direct call),
+it is a span under the current one. Exceptions and ``sys.exit`` propagate
+unchanged, so multiprocessing behaves exactly as without proctrace.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .._core import config as _config
+from .._core import names
+from .._core import redact as _args
+from .._core.ids import parse_traceparent
+from .._core.spec import TraceSpec, function_name, span_name
+from . import logs as _logs
+from . import span as _span
+from . import wire as _wire
+
+_settings_cache: tuple[int, _config.Settings] | None = None
+
+
+def _exit_code(exc: SystemExit) -> int:
+    # The same rule as multiprocessing's BaseProcess._bootstrap.
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    return 1
+
+
+def carrier_settings(carrier: dict[str, Any]) -> _config.Settings:
+    """The carrier's settings, decoded once per process."""
+    global _settings_cache
+    raw = carrier["settings"]
+    if _settings_cache is None or _settings_cache[0] != id(raw):
+        _settings_cache = (id(raw), _config.Settings.from_dict(raw))
+    return _settings_cache[1]
+
+
+def prepare_fork(
+    target: Callable[..., Any], spec: TraceSpec, carrier: dict[str, Any]
+) -> None:
+    """Do in the starter what every fork child would otherwise do again: decode the
+    settings, inspect the target's parameters, build the log chain."""
+    settings = carrier_settings(carrier)
+    if spec.record_args:
+        _args.secret_positions(target, spec.redact + settings.redact)
+    if "structlog" in sys.modules:  # else children will not load it either
+        _logs.prepare(settings.log_format)
+    _logs.warm(_lock_path(carrier))
+
+
+def _lock_path(carrier: dict[str, Any]) -> str:
+    return os.path.join(os.path.dirname(carrier["socket"]), "stderr.lock")
+
+
+def carrier_of(proc: Any) -> dict[str, Any] | None:
+    """The carrier a process object was started with, if any."""
+    carrier = getattr(proc, names.CARRIER_ATTR, None)
+    return carrier if isinstance(carrier, dict) else None
+
+
+def is_process_target(proc: Any, carrier: dict[str, Any] | None) -> bool:
+    """True when a traced call here is the child's process target: its starter announced a
+    span, and the span is not open yet (also when other decorators wrap the target)."""
+    return carrier is not None and "span" in carrier and not getattr(proc, names.ENTERED_ATTR, False)
+
+
+def current_parent() -> tuple[str, str] | None:
+    """``(trace_id, span_id)`` of the span current here, if any."""
+    return _span.current_ids()
+
+
+def _attributes(
+    proc: Any,
+    carrier: dict[str, Any] | None,
+    target: Callable[..., Any],
+    spec: TraceSpec,
+    settings: _config.Settings,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    *,
+    shared: bool = False,
+) -> tuple[dict[str, Any], list[str], dict[str, str]]:
+    """The span's attributes; with ``shared``, the process's own go once per connection."""
+    process_attributes = _process_attributes(proc, carrier)
+    if shared:
+        _wire.set_defaults(process_attributes)
+        attributes: dict[str, Any] = {}
+    else:
+        attributes = dict(process_attributes)
+    attributes[names.FUNCTION] = function_name(target)
+    shown_args: list[str] = []
+    shown_kwargs: dict[str, str] = {}
+    if spec.record_args:
+        shown_args, shown_kwargs = _args.describe(
+            target, args, kwargs, limit=settings.max_repr, extra=spec.redact + settings.redact
+        )
+        attributes[names.ARGS] = shown_args
+        for key, value in shown_kwargs.items():
+            attributes[names.KWARGS_PREFIX + key] = value
+    return attributes, shown_args, shown_kwargs
+
+
+_process_cache: tuple[int, int, dict[str, Any]] | None = None
+
+
+def _process_attributes(proc: Any, carrier: dict[str, Any] | None) -> dict[str, Any]:
+    """The attributes every span of this process shares (computed once per process)."""
+    global _process_cache
+    pid = os.getpid()
+    if _process_cache is None or _process_cache[:2] != (pid, id(carrier)):
+        attributes: dict[str, Any] = {
+            names.PID: pid,
+            names.PARENT_PID: os.getppid(),
+            names.PROCESS_NAME: proc.name,
+        }
+        if carrier is not None:
+            attributes[names.START_METHOD] = carrier["start_method"]
+            attributes[names.STARTER_PID] = carrier["starter_pid"]
+        _process_cache = (pid, id(carrier), attributes)
+    return _process_cache[2]
+
+
+def run_call(
+    target: Callable[..., Any],
+    spec: TraceSpec,
+    carrier: dict[str, Any] | None,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    parent: tuple[str, str] | None = None,
+    *,
+    settings: _config.Settings | None = None,
+) -> Any:
+    """A span for one call, under ``parent`` or the current span (a pool task, a direct call).
+
+    In a traced child the carrier says where spans go; in the main program the
+    caller passes the run's ``settings`` and the main span as ``parent``'s fallback.
+    """
+    parent = _span.current_ids() if parent is None else parent
+    if carrier is not None:
+        settings = carrier_settings(carrier)
+        parent = parent or parse_traceparent(carrier["traceparent"])
+        if _wire.address() != carrier["socket"]:  # a spawn child whose target is not traced
+            _wire.set_address(carrier["socket"])
+    if settings is None or settings.disabled or parent is None:
+        return target(*args, **kwargs)
+    proc = multiprocessing.current_process()
+    attributes, _, _ = _attributes(
+        proc, carrier, target, spec, settings, args, kwargs, shared=True
+    )
+    span = _span.Span(
+        span_name(target, spec), parent[0], parent[1], attributes, announce=False, shared=True
+    )
+    status, message = _span.STATUS_UNSET, ""
+    try:
+        with _span.activate(span):
+            return target(*args, **kwargs)
+    except BaseException as exc:
+        span.record_exception(exc)
+        status, message = _span.STATUS_ERROR, f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        span.end(status, message)
+
+
+def run_process(
+    target: Callable[..., Any],
+    spec: TraceSpec,
+    carrier: dict[str, Any],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+) -> Any:
+    """The child's own span around its target, with its start and end logs."""
+    proc = multiprocessing.current_process()
+    setattr(proc, names.ENTERED_ATTR, True)
+    settings = carrier_settings(carrier)
+    parent = parse_traceparent(carrier["traceparent"])
+    if settings.disabled or parent is None:
+        return target(*args, **kwargs)
+    _wire.set_address(carrier["socket"])
+    attributes, shown_args, shown_kwargs = _attributes(
+        proc, carrier, target, spec, settings, args, kwargs
+    )
+    _logs.configure(settings.log_format, settings.log_events, settings.max_repr)
+    _logs.set_lock_path(_lock_path(carrier))
+    _logs.set_process_keys(
+        process_name=attributes[names.PROCESS_NAME],
+        pid=attributes[names.PID],
+        ppid=attributes[names.PARENT_PID],
+        start_method=attributes[names.START_METHOD],
+        function=attributes[names.FUNCTION],
+    )
+    # The span id was chosen by the starter, which announced the span at start():
+    # the collector then knows of this process even if it dies before getting here.
+    span = _span.Span(
+        span_name(target, spec), parent[0], parent[1], attributes, span_id=carrier.get("span")
+    )
+    started = time.perf_counter()
+    status, message, exit_code = _span.STATUS_UNSET, "", 0
+    failure: BaseException | None = None
+    with _span.activate(span):
+        _logs.emit("info", "process started", args=shown_args, kwargs=shown_kwargs)
+        try:
+            return target(*args, **kwargs)
+        except SystemExit as exc:
+            exit_code = _exit_code(exc)
+            if exit_code != 0:
+                status, message = _span.STATUS_ERROR, f"sys.exit({exc.code!r})"
+            raise
+        except BaseException as exc:
+            failure, exit_code = exc, 1
+            span.record_exception(exc)
+            status, message = _span.STATUS_ERROR, f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            duration_ms = round((time.perf_counter() - started) * 1000, 3)
+            if failure is not None:
+                _logs.emit(
+                    "error",
+                    "process failed",
+                    exc_info=failure,
+                    duration_ms=duration_ms,
+                    exit_code=exit_code,
+                )
+            else:
+                _logs.emit("info", "process finished", duration_ms=duration_ms, exit_code=exit_code)
+            span.end(status, message, {names.EXIT_CODE: exit_code})
+

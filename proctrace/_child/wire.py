@@ -1,0 +1,122 @@
+"""The process's one connection to the run's collector: newline-delimited JSON records.
+
+Every process opens its own connection lazily; a fork child closes the copy it
+inherited (``os.register_at_fork``) so the collector sees each process's end
+as the end of that process's connection. Sending never waits on the network:
+the peer is a Unix socket on this machine, in a directory only this user can
+enter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+_lock = threading.RLock()
+_sock: socket.socket | None = None
+_path: str | None = None
+_warned = False
+_SEND_TIMEOUT = 5.0
+
+
+def set_address(path: str) -> None:
+    """Point this process at the collector listening on ``path``."""
+    global _path
+    if path != _path:
+        close()
+        _path = path
+
+
+def address() -> str | None:
+    return _path
+
+
+# Attributes shared by the records of this process that ask for them ("d": 1): sent
+# once per connection, so each pool task's record carries only what is its own.
+_defaults: tuple[object, bytes] | None = None
+
+
+def set_defaults(attrs: dict[str, object]) -> None:
+    """Make ``attrs`` this connection's shared attributes (a no-op for the same object)."""
+    global _defaults
+    if _defaults is not None and _defaults[0] is attrs:
+        return
+    line = json.dumps({"k": "defaults", "attrs": attrs}, separators=(",", ":")).encode()
+    with _lock:
+        _defaults = (attrs, line + b"\n")
+        if _sock is not None:
+            try:
+                _sock.sendall(_defaults[1])
+            except OSError:
+                _drop()
+
+
+def _connect() -> socket.socket:
+    global _sock
+    assert _path is not None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(_SEND_TIMEOUT)
+    sock.connect(_path)
+    if _defaults is not None:
+        sock.sendall(_defaults[1])
+    _sock = sock
+    return sock
+
+
+def send(record: Mapping[str, Any]) -> bool:
+    """Send one record; False (with one warning per process) if the collector is gone."""
+    line = json.dumps(record, separators=(",", ":"), default=str).encode() + b"\n"
+    with _lock:
+        return _send(line)
+
+
+def _send(line: bytes) -> bool:
+    global _warned
+    if _path is None:
+        return False
+    try:
+        (_sock or _connect()).sendall(line)
+        return True
+    except OSError as exc:
+        _drop()
+        if not _warned:
+            _warned = True
+            sys.stderr.write(
+                f"proctrace: pid {os.getpid()} cannot reach the trace collector "
+                f"({exc.__class__.__name__}: {exc}); its spans are lost\n"
+            )
+        return False
+
+
+def _drop() -> None:
+    global _sock
+    if _sock is not None:
+        try:
+            _sock.close()
+        except OSError:  # pragma: no cover - closing a broken socket
+            pass
+        _sock = None
+
+
+def close() -> None:
+    """Close this process's connection; the collector reads it as this process's end."""
+    with _lock:
+        _drop()
+
+
+def _after_fork_in_child() -> None:
+    # The inherited socket belongs to the parent: close our copy (without
+    # shutdown(), which would end the parent's stream too) and start afresh.
+    global _lock, _warned, _defaults
+    _lock = threading.RLock()
+    _warned = False
+    _defaults = None
+    _drop()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,5 @@
+"""The core: settings, the decorator's spec, ids, names and the record protocol.
+
+Plain data and pure functions that every other layer shares; it imports
+nothing else of proctrace.
+"""

@@ -1,0 +1,33 @@
+"""Names every layer agrees on: span status codes, attribute keys, process-object attributes.
+
+Defined once here; encoders, the collector, the viewer and the test receiver's
+readers use these instead of repeating the literals.
+"""
+
+from __future__ import annotations
+
+# OTLP status codes (the SDK's StatusCode values and the protobuf enum agree).
+STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2
+STATUS_NAMES = {STATUS_UNSET: "UNSET", STATUS_OK: "OK", STATUS_ERROR: "ERROR"}
+
+# Span attributes.
+PID = "process.pid"
+PARENT_PID = "process.parent_pid"
+EXIT_CODE = "process.exit.code"
+PROCESS_NAME = "proctrace.process.name"
+START_METHOD = "proctrace.start_method"
+STARTER_PID = "proctrace.starter.pid"
+FUNCTION = "code.function.name"
+ARGS = "proctrace.args"
+KWARGS_PREFIX = "proctrace.kwargs."
+TERMINATED = "proctrace.terminated"
+ABNORMAL_END = "proctrace.abnormal_end"
+DROPPED_LOG_EVENTS = "proctrace.dropped_log_events"
+
+# Attributes proctrace sets on multiprocessing's process objects.
+CARRIER_ATTR = "_proctrace_carrier"  # the carrier, captured at start()
+ENTERED_ATTR = "_proctrace_entered"  # set once the child's process span is open
+REAPED_ATTR = "_proctrace_reaped"  # set once the starter reported the exit code
+POOL_PARENT_ATTR = "_proctrace_pool_parent"  # a pool worker's traceparent
+
+SCOPE = "proctrace"  # the instrumentation scope of proctrace's own spans

@@ -1,0 +1,233 @@
+"""The record protocol: every record a process sends the collector, typed, and its one check.
+
+Each process writes newline-delimited JSON objects to the run's socket; the
+key ``k`` says which record it is. The collector passes every line through
+``parse`` before anything else reads it, so the rest of the agent can trust
+the shapes below: ids are lowercase hex of the right length, times are ints,
+attributes are string-keyed mappings.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, NotRequired, TypedDict, cast
+
+# A span event as it travels: [name, time in ns, attributes].
+Event = tuple[str, int, dict[str, Any]]
+# A span link as it travels: [trace id, span id, attributes].
+Link = tuple[str, str, dict[str, Any]]
+
+
+class StartRecord(TypedDict):
+    """A process span opened in the child (``announce=True`` spans)."""
+
+    k: Literal["start"]
+    trace: str
+    span: str
+    parent: str | None
+    name: str
+    start: int
+    attrs: dict[str, Any]
+
+
+class EndRecord(TypedDict):
+    """The end of a span its process opened with a start record."""
+
+    k: Literal["end"]
+    span: str
+    end: int
+    status: int
+    message: str
+    attrs: dict[str, Any]
+    events: list[Event]
+
+
+class SpanRecord(TypedDict):
+    """A finished span in one piece (pool tasks, direct calls, application spans)."""
+
+    k: Literal["span"]
+    trace: str
+    span: str
+    parent: str | None
+    name: str
+    start: int
+    end: int
+    status: int
+    message: str
+    attrs: dict[str, Any]
+    events: list[Event]
+    d: NotRequired[bool]  # the connection's shared attributes apply
+    kind: NotRequired[int]  # SDK SpanKind value; INTERNAL (0) when absent
+    links: NotRequired[list[Link]]
+    scope: NotRequired[str | None]  # instrumentation scope; proctrace's when absent
+
+
+class DefaultsRecord(TypedDict):
+    """Attributes shared by this connection's ``span`` records that carry ``d``."""
+
+    k: Literal["defaults"]
+    attrs: dict[str, Any]
+
+
+class ExpectRecord(TypedDict):
+    """The starter's announcement of a child's process span, sent once ``start()`` worked."""
+
+    k: Literal["expect"]
+    trace: str
+    span: str
+    parent: str | None
+    name: str
+    start: int
+    quiet_term: bool  # SIGTERM from the starter is a normal end (pool workers)
+    attrs: dict[str, Any]
+
+
+class ReportRecord(TypedDict):
+    """The starter's report: the signal it sends a child, or the exit code it reaped."""
+
+    k: Literal["signal", "exited"]
+    span: str
+    value: int
+
+
+class ShutdownRecord(TypedDict):
+    """The traced program is exiting: drain and stop."""
+
+    k: Literal["shutdown"]
+
+
+WireRecord = (
+    StartRecord
+    | EndRecord
+    | SpanRecord
+    | DefaultsRecord
+    | ExpectRecord
+    | ReportRecord
+    | ShutdownRecord
+)
+
+
+class SpanData(TypedDict):
+    """A span as the collector keeps and hands it to export: a finished start+end, a ``span``
+    record, or an announcement the collector had to end itself."""
+
+    trace: str
+    span: str
+    parent: str | None
+    name: str
+    start: int
+    end: NotRequired[int]
+    status: NotRequired[int]
+    message: NotRequired[str]
+    attrs: dict[str, Any]
+    events: NotRequired[list[Event]]
+    kind: NotRequired[int]
+    links: NotRequired[list[Link]]
+    scope: NotRequired[str | None]
+    process: NotRequired[bool]  # a process span (its starter announced it)
+    quiet_term: NotRequired[bool]
+
+
+class RecordError(ValueError):
+    """A line from the socket that is not a record of the protocol."""
+
+
+_HEX = frozenset("0123456789abcdef")
+_ID, _OPT_ID, _INT, _STR, _BOOL, _ATTRS, _EVENTS, _LINKS, _OPT_STR = range(9)
+_FIELDS: dict[str, tuple[tuple[str, int], ...]] = {
+    "start": (
+        ("trace", 32), ("span", 16), ("parent", -16), ("name", _STR), ("start", _INT),
+        ("attrs", _ATTRS),
+    ),
+    "end": (
+        ("span", 16), ("end", _INT), ("status", _INT), ("message", _STR), ("attrs", _ATTRS),
+        ("events", _EVENTS),
+    ),
+    "span": (
+        ("trace", 32), ("span", 16), ("parent", -16), ("name", _STR), ("start", _INT),
+        ("end", _INT), ("status", _INT), ("message", _STR), ("attrs", _ATTRS),
+        ("events", _EVENTS),
+    ),
+    "defaults": (("attrs", _ATTRS),),
+    "expect": (
+        ("trace", 32), ("span", 16), ("parent", -16), ("name", _STR), ("start", _INT),
+        ("quiet_term", _BOOL), ("attrs", _ATTRS),
+    ),
+    "signal": (("span", 16), ("value", _INT)),
+    "exited": (("span", 16), ("value", _INT)),
+    "shutdown": (),
+}
+_OPTIONAL: dict[str, tuple[tuple[str, int], ...]] = {
+    "span": (("d", _BOOL), ("kind", _INT), ("links", _LINKS), ("scope", _OPT_STR)),
+}
+_INT64 = 2**63
+
+
+def _is_id(value: object, length: int) -> bool:
+    return isinstance(value, str) and len(value) == length and not set(value) - _HEX
+
+
+def _is_int(value: object) -> bool:
+    return type(value) is int and -_INT64 <= value < 2 * _INT64
+
+
+def _is_attrs(value: object) -> bool:
+    return isinstance(value, dict) and all(type(k) is str for k in value)
+
+
+def _check(kind: str, key: str, rule: int, value: object) -> None:
+    if rule > 0 and rule in (16, 32):
+        ok = _is_id(value, rule)
+    elif rule == -16:
+        ok = value is None or value == "" or _is_id(value, 16)
+    elif rule == _INT:
+        ok = _is_int(value)
+    elif rule == _STR:
+        ok = isinstance(value, str)
+    elif rule == _OPT_STR:
+        ok = value is None or isinstance(value, str)
+    elif rule == _BOOL:
+        ok = isinstance(value, bool | int)
+    elif rule == _ATTRS:
+        ok = _is_attrs(value)
+    elif rule == _EVENTS:
+        ok = isinstance(value, list) and all(
+            isinstance(e, list | tuple) and len(e) == 3 and isinstance(e[0], str)
+            and _is_int(e[1]) and _is_attrs(e[2])
+            for e in value
+        )
+    else:  # _LINKS
+        ok = isinstance(value, list) and all(
+            isinstance(e, list | tuple) and len(e) == 3 and _is_id(e[0], 32)
+            and _is_id(e[1], 16) and _is_attrs(e[2])
+            for e in value
+        )
+    if not ok:
+        raise RecordError(f"{kind} record: bad {key!r}")
+
+
+def validate(obj: object) -> WireRecord:
+    """``obj`` as a record of the protocol, or RecordError saying what is wrong."""
+    if not isinstance(obj, dict):
+        raise RecordError("not a JSON object")
+    kind = obj.get("k")
+    fields = _FIELDS.get(kind) if isinstance(kind, str) else None
+    if fields is None or not isinstance(kind, str):
+        raise RecordError(f"unknown record kind {kind!r}")
+    for key, rule in fields:
+        if key not in obj:
+            raise RecordError(f"{kind} record: no {key!r}")
+        _check(kind, key, rule, obj[key])
+    for key, rule in _OPTIONAL.get(kind, ()):
+        if key in obj:
+            _check(kind, key, rule, obj[key])
+    return cast(WireRecord, obj)
+
+
+def parse(line: bytes) -> WireRecord:
+    """One line from the socket as a checked record; RecordError if it is not one."""
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError) as exc:
+        raise RecordError(f"not JSON: {exc}") from None
+    return validate(obj)

@@ -1,0 +1,78 @@
+"""The process hook: ``BaseProcess.start`` captures a carrier where the process is started.
+
+``start()`` runs in the thread whose span is the parent, so the context is
+captured there (as OpenTelemetry's threading instrumentation does for
+``Thread.start``) and stored on the process object. multiprocessing pickles
+the whole object for spawn and forkserver, and a fork child has it in memory,
+so the carrier reaches every child with no code but the decorator.
+``terminate()``, ``kill()`` and ``join()`` tell the collector how a child ended.
+"""
+
+from __future__ import annotations
+
+import functools
+from multiprocessing import process
+from typing import Any
+
+from .._core import names
+from .._starter import carrier as _carrier
+from . import pools, registry, targets
+
+_Base = process.BaseProcess
+
+
+def installed() -> bool:
+    return registry.patched(_Base, "start")
+
+
+def install() -> None:
+    """Patch ``BaseProcess`` once; idempotent."""
+    if installed():
+        return
+    original_start = registry.original(_Base, "start")
+
+    @functools.wraps(original_start)
+    def start(self: process.BaseProcess) -> None:
+        carrier, wrap = _carrier.capture(
+            self,
+            instrumenting=registry.instrumenting(),
+            pool_parent=pools.spawning_parent(self),
+            decorated=registry.decorated(),
+        )
+        if wrap is not None:
+            self._target = targets.ProcessTarget(self._target, wrap)  # type: ignore[attr-defined]
+        if carrier is not None:
+            setattr(self, names.CARRIER_ATTR, carrier)
+        original_start(self)
+        if carrier is not None:
+            _carrier.announce(self, carrier)
+
+    def signaller(name: str, signum: int) -> Any:
+        send_signal = registry.original(_Base, name)
+
+        @functools.wraps(send_signal)
+        def method(self: process.BaseProcess) -> None:
+            # The child dies of the signal's default action, as without proctrace;
+            # the collector learns here why its connection is about to end.
+            _carrier.report(self, "signal", signum)
+            send_signal(self)
+
+        return method
+
+    original_join = registry.original(_Base, "join")
+
+    @functools.wraps(original_join)
+    def join(self: process.BaseProcess, timeout: float | None = None) -> None:
+        original_join(self, timeout)
+        code = self.exitcode
+        if code is not None:
+            _carrier.report(self, "exited", code)
+
+    registry.patch(_Base, "terminate", signaller("terminate", 15))
+    registry.patch(_Base, "kill", signaller("kill", 9))
+    registry.patch(_Base, "join", join)
+    registry.patch(_Base, "start", start)
+
+
+def uninstall() -> None:
+    registry.restore((_Base,))

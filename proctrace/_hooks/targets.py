@@ -1,0 +1,90 @@
+"""Picklable stand-ins that carry tracing where the user's function itself is not decorated.
+
+``ProcessTarget`` replaces an undecorated process target (a pool's worker
+loop, or any target under ``instrument()``) so the child still gets its span
+and logs. ``Task`` wraps a function submitted to a pool: it carries the
+``traceparent`` of the span current where the work was *submitted*, because
+pools pickle tasks later, in a handler thread where that span is not current.
+Both pickle as their class plus plain data; the wrapped function pickles by
+reference, as it would without proctrace.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from typing import Any
+
+from .._child import run as _run
+from .._child import span as _span
+from .._core.ids import parse_traceparent
+from .._core.spec import PLAIN, TraceSpec, spec_of
+from . import registry
+
+
+class ProcessTarget:
+    """Runs an undecorated target as a traced process target."""
+
+    __slots__ = ("spec", "target")
+
+    def __init__(self, target: Callable[..., Any], spec: TraceSpec = PLAIN) -> None:
+        self.target = target
+        self.spec = spec
+
+    @property
+    def __proctrace__(self) -> TraceSpec:
+        return self.spec
+
+    @property
+    def __wrapped__(self) -> Callable[..., Any]:
+        return self.target
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        proc = multiprocessing.current_process()
+        carrier = _run.carrier_of(proc)
+        if not _run.is_process_target(proc, carrier):
+            return self.target(*args, **kwargs)
+        assert carrier is not None
+        if carrier.get("instrument"):
+            registry.enable_instrument()  # grandchildren and pool tasks of this child too
+        return _run.run_process(self.target, self.spec, carrier, args, kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ProcessTarget, (self.target, self.spec))
+
+
+class Task:
+    """A submitted function, with the traceparent of the span that submitted it."""
+
+    __slots__ = ("fn", "traceparent")
+
+    def __init__(self, fn: Callable[..., Any], traceparent: str) -> None:
+        self.fn = fn
+        self.traceparent = traceparent
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        ids = _parents.get(self.traceparent)
+        if ids is None:
+            ids = parse_traceparent(self.traceparent)
+            if ids is None:
+                return self.fn(*args, **kwargs)
+            if len(_parents) > 1024:
+                _parents.clear()
+            _parents[self.traceparent] = ids
+        spec = spec_of(self.fn)
+        target = getattr(self.fn, "__wrapped__", self.fn) if spec is not None else self.fn
+        if spec is None and registry.instrumenting():
+            spec = PLAIN
+        if spec is None:  # not traced: only carry the context to whatever it does
+            with _span.activate(_span.Parent(*ids)):
+                return self.fn(*args, **kwargs)
+        carrier = _run.carrier_of(multiprocessing.current_process())
+        return _run.run_call(target, spec, carrier, args, kwargs, parent=ids)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Task, (self.fn, self.traceparent))
+
+
+# Parsed traceparents: the tasks of one submission share one.
+_parents: dict[str, tuple[str, str]] = {}
+

@@ -1,0 +1,1 @@
+"""OTLP: values, protobuf and JSON encodings, trace files, and the one transport."""

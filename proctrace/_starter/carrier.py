@@ -1,0 +1,158 @@
+"""What crosses the process boundary: a plain dict captured in the thread that calls ``start()``.
+
+The carrier holds the W3C ``traceparent`` of the parent span, the collector's
+socket path, the validated settings, the starter's pid and the start method.
+It is plain data: pickled as part of the process object for spawn and
+forkserver, inherited in memory under fork. The starter also announces each
+child's span to the collector and reports how it ended (signal, exit code).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from multiprocessing import context as mp_context
+from typing import Any
+
+from .._child import run as _child_run
+from .._child import span as _span
+from .._child import wire as _wire
+from .._core import names
+from .._core.ids import new_id, parse_traceparent, traceparent
+from .._core.records import ExpectRecord, ReportRecord
+from .._core.spec import TraceSpec, function_name, spec_of
+from . import run as _run
+
+# With the application's own provider, join() waits this long at most for the child's
+# span to reach it (the collector is a thread of this process then).
+JOIN_WAIT = 0.5
+
+
+def inherited() -> dict[str, Any] | None:
+    """The carrier this process was started with, if it is a traced (or followed) child."""
+    return _child_run.carrier_of(multiprocessing.current_process())
+
+
+def start_method_of(proc: Any) -> str:
+    method = getattr(proc, "_start_method", None)
+    if method:
+        return str(method)
+    # multiprocessing.Process uses the default context; asking fixes it, as start() would.
+    return str(mp_context._default_context.get_start_method())
+
+
+def fallback_parent() -> tuple[str, str] | None:
+    """Where a process nests when no span is current: the parent this process was started
+    under (in a child), or the run's main-process span (in the main program)."""
+    here = inherited()
+    if here is not None:
+        return parse_traceparent(here["traceparent"])
+    runtime = _run.ensure()
+    return runtime.root_ids() if runtime is not None else None
+
+
+def capture(
+    proc: Any, *, instrumenting: bool, pool_parent: str | None, decorated: bool
+) -> tuple[dict[str, Any] | None, TraceSpec | None]:
+    """The carrier for ``proc`` (None when it is not to be traced), and the spec its
+    undecorated target is to be traced with (None: leave the target as it is).
+
+    A process is followed when its target is decorated, when it is a pool's
+    worker, under ``instrument()``, or once the run is under way (so that the
+    traced grandchildren of an undecorated child still link up).
+    """
+    here = inherited()
+    target = getattr(proc, "_target", None)
+    spec = spec_of(target)
+    if (
+        here is None
+        and spec is None
+        and pool_parent is None
+        and not instrumenting
+        and not decorated
+        and not _run.active()
+    ):
+        return None, None
+    if here is not None:
+        settings = here["settings"]
+        socket_path = here["socket"]
+    else:
+        runtime = _run.ensure()
+        if runtime is None:
+            return None, None
+        settings = runtime.settings_dict
+        socket_path = runtime.socket_path
+    parent = (
+        (parse_traceparent(pool_parent) if pool_parent else None)
+        or _span.current_ids()
+        or fallback_parent()
+    )
+    if settings.get("disabled") or parent is None:
+        return None, None
+    wrap = None
+    if spec is None and target is not None and (pool_parent or instrumenting):
+        spec = wrap = TraceSpec()
+        if pool_parent:  # a pool's worker loop: its arguments are queues
+            spec = wrap = TraceSpec(
+                name=function_name(target), record_args=False, terminate_is_normal=True
+            )
+    carrier: dict[str, Any] = {
+        "traceparent": traceparent(*parent),
+        "socket": socket_path,
+        "settings": settings,
+        "starter_pid": os.getpid(),
+        "start_method": start_method_of(proc),
+        "instrument": instrumenting,
+    }
+    if spec is not None:  # the child will have a span: choose its id here
+        carrier["span"] = new_id(8)
+        carrier["name"] = spec.name or str(getattr(target, "__qualname__", "process"))
+        carrier["quiet_term"] = spec.terminate_is_normal
+        carrier["start"] = time.time_ns()
+        if carrier["start_method"] == "fork" and target is not None:
+            _child_run.prepare_fork(getattr(target, "__wrapped__", target), spec, carrier)
+    return carrier, wrap
+
+
+def announce(proc: Any, carrier: dict[str, Any]) -> None:
+    """Tell the collector a child with a span is under way (sent once ``start()`` worked).
+
+    Should the child die before its target runs, the span still exists, and the
+    collector can end it when the starter reports the exit."""
+    if "span" not in carrier:
+        return
+    _wire.set_address(carrier["socket"])
+    trace_id, parent_id = parse_traceparent(carrier["traceparent"]) or ("", "")
+    record: ExpectRecord = {
+        "k": "expect",
+        "trace": trace_id,
+        "span": carrier["span"],
+        "parent": parent_id,
+        "name": carrier["name"],
+        "start": carrier["start"],
+        "quiet_term": carrier["quiet_term"],
+        "attrs": {
+            names.PID: proc.pid,
+            names.PROCESS_NAME: proc.name,
+            names.START_METHOD: carrier["start_method"],
+            names.STARTER_PID: carrier["starter_pid"],
+        },
+    }
+    _wire.send(record)
+
+
+def report(proc: Any, kind: str, value: int) -> None:
+    """Tell the collector the starter signalled (``signal``) or reaped (``exited``) a child."""
+    carrier = _child_run.carrier_of(proc)
+    if carrier is None or "span" not in carrier:
+        return
+    if kind == "exited":
+        if getattr(proc, names.REAPED_ATTR, False):
+            return
+        setattr(proc, names.REAPED_ATTR, True)
+    record: ReportRecord = {"k": "exited" if kind == "exited" else "signal", "span": carrier["span"],
+                            "value": value}
+    _wire.send(record)
+    if kind == "exited":
+        _run.wait_delivered(carrier["span"], JOIN_WAIT)

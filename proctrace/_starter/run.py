@@ -1,0 +1,320 @@
+"""The run: set up once in the process that starts the first traced child, torn down at exit.
+
+Setting up means: validate settings, open the collector's socket in a private
+directory, start the collector (a separate agent process that owns the
+exporter, or a thread feeding the application's own SDK provider), open the
+main process's span, and make fork and forkserver children cheap by loading
+what they will need now. Children only ever talk to the collector.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from typing import Any
+
+from .._child import span as _span
+from .._child import wire as _wire
+from .._core import config as _config
+from .._core import names
+from .._core.ids import new_id
+from .._core.records import ReportRecord, SpanData
+
+# The agent bounds its own work at exit (_agent.DRAIN_TIMEOUT + EXPORT_DEADLINE, counted
+# from when it reads the shutdown record, also if it was still starting up): this is
+# only a safety net against an agent that hangs.
+AGENT_EXIT_TIMEOUT = 5.0
+
+
+class Runtime:
+    """State of one run, owned by the process that set it up."""
+
+    def __init__(self, settings: _config.Settings) -> None:
+        self.pid = os.getpid()
+        self.settings = settings
+        self.settings_dict = settings.to_dict()
+        self.directory = tempfile.mkdtemp(prefix="proctrace-")  # mode 0700
+        self.socket_path = os.path.join(self.directory, "collector.sock")
+        self.agent: subprocess.Popen[bytes] | None = None
+        self.collector_thread: threading.Thread | None = None
+        self.collector: Any = None
+        self.root: _span.Span | None = None
+
+    def start(self) -> None:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(self.socket_path)
+        listener.listen(4096)
+        provider = _application_provider()
+        if provider is not None:
+            self._start_collector_thread(listener, provider)
+        else:
+            self._start_agent(listener)
+            _provide_when_used(self.settings)
+        _wire.set_address(self.socket_path)
+        _prepare_children()
+
+    def root_ids(self) -> tuple[str, str]:
+        """Ids of the main process's span, opened the first time a process starts outside any
+        span; it ends at exit, so one run is one trace."""
+        with _lock:
+            if self.root is None:
+                self.root = _span.Span(
+                    _config.default_service_name(),
+                    new_id(16),
+                    None,
+                    {names.PID: self.pid, names.PROCESS_NAME: "MainProcess"},
+                )
+            return self.root.trace_id, self.root.span_id
+
+    def _start_agent(self, listener: socket.socket) -> None:
+        env = dict(os.environ)
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (package_parent, env.get("PYTHONPATH", "")) if p
+        )
+        fd = listener.fileno()
+        self.agent = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "proctrace._agent",
+                str(fd),
+                json.dumps(self.settings_dict),
+                str(self.pid),
+            ],
+            pass_fds=(fd,),
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        listener.close()
+
+    def _start_collector_thread(self, listener: socket.socket, provider: Any) -> None:
+        from .._agent.collector import Collector
+        from .._otel import adapter, convert
+
+        processor = adapter.span_processor(provider)
+        resource = provider.resource
+
+        def deliver(record: SpanData) -> None:
+            processor.on_end(convert.to_span(record, resource))
+
+        self.collector = Collector(listener, deliver, in_process=True)
+        self.collector_thread = threading.Thread(
+            target=self.collector.serve, name="proctrace-collector", daemon=True
+        )
+        self.collector_thread.start()
+
+    def finish(self) -> None:
+        """End the main span, let the collector drain, and clean up; bounded in time."""
+        if self.root is not None:
+            self.root.end(names.STATUS_UNSET)
+        _wire.send({"k": "shutdown"})
+        _wire.close()
+        if self.agent is not None:
+            try:
+                self.agent.wait(timeout=AGENT_EXIT_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.agent.kill()
+        if self.collector_thread is not None:
+            self.collector_thread.join(timeout=AGENT_EXIT_TIMEOUT)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _application_provider() -> Any:
+    """The SDK TracerProvider the application installed itself, or None."""
+    if "opentelemetry.sdk.trace" not in sys.modules:
+        return None  # no SDK loaded: the application cannot have installed one
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from .provider import ForwardingTracerProvider
+
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, ForwardingTracerProvider):
+        return None
+    return provider if isinstance(provider, TracerProvider) else None
+
+
+def _install_provider(settings: _config.Settings) -> None:
+    """Give the application's own OpenTelemetry API spans the same destination as ours."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import Resource
+
+    from . import provider as _provider
+
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return  # a non-SDK provider the application chose: leave it alone
+    provider = _provider.ForwardingTracerProvider(
+        ensure, resource=Resource({"service.name": settings.service_name}), shutdown_on_exit=False
+    )
+    trace.set_tracer_provider(provider)
+    _provider.yield_to_application_provider()
+
+
+def is_main_program() -> bool:
+    """True in the program's own process; False in children and while a child imports main."""
+    import multiprocessing
+
+    current = multiprocessing.current_process()
+    return multiprocessing.parent_process() is None and not getattr(current, "_inheriting", False)
+
+
+def prepare_main() -> None:
+    """Install proctrace's provider now, so application spans made before any process starts
+    are recorded too. Only in the main program; a child must not pay for the SDK import."""
+    if _runtime is not None or not is_main_program():
+        return
+    try:
+        chosen = settings()
+    except _config.ConfigurationError:
+        return  # reported when the first traced process starts
+    if not chosen.disabled:
+        _provide_when_used(chosen)
+
+
+def _provide_when_used(settings: _config.Settings) -> None:
+    """Install proctrace's SDK provider once the program uses the OpenTelemetry API.
+
+    A program that never imports it never pays for the SDK, and neither do its
+    fork children: a smaller parent forks faster.
+    """
+    if "opentelemetry.trace" in sys.modules:
+        _install_provider(settings)
+        return
+    from .._core import onimport as _onimport
+
+    def on_import(module: Any) -> None:
+        # Called inside the import of opentelemetry.trace, which may itself be part of
+        # importing the SDK: installing now would import the SDK halfway. Install when
+        # the program first asks for a tracer instead.
+        get_tracer = module.get_tracer
+
+        @functools.wraps(get_tracer)
+        def first_get_tracer(*args: Any, **kwargs: Any) -> Any:
+            module.get_tracer = get_tracer
+            _install_provider(settings)
+            return get_tracer(*args, **kwargs)
+
+        module.get_tracer = first_get_tracer
+
+    _onimport.when_imported("opentelemetry.trace", on_import)
+
+
+def _prepare_children() -> None:
+    """Load what a child needs now: fork children inherit it, the fork server preloads it.
+
+    structlog is not among it: children load it only if the program uses it.
+    """
+    from .._child import logs, run  # noqa: F401
+
+    try:
+        from multiprocessing import forkserver
+
+        server = forkserver._forkserver
+        if getattr(server, "_forkserver_pid", 0) is None:  # not started yet
+            wanted = ["proctrace._child.run"]
+            modules = list(getattr(server, "_preload_modules", ["__main__"]))
+            server.set_forkserver_preload(modules + [m for m in wanted if m not in modules])
+    except (ImportError, AttributeError):  # pragma: no cover - platform without forkserver
+        pass
+
+
+_lock = threading.RLock()
+_runtime: Runtime | None = None
+_configured: _config.Settings | None = None
+
+
+def active() -> bool:
+    return _runtime is not None and _runtime.pid == os.getpid()
+
+
+def configure(settings: _config.Settings) -> None:
+    global _configured
+    with _lock:
+        if active():
+            raise _config.ConfigurationError(
+                "proctrace.configure() must be called before the first traced process starts"
+            )
+        _configured = settings
+
+
+def run_trace_id() -> str | None:
+    """The trace id of this run's main span, once it has one."""
+    runtime = _runtime
+    if runtime is not None and runtime.root is not None:
+        return runtime.root.trace_id
+    return None
+
+
+def settings() -> _config.Settings:
+    """The settings in force here: configured, or read from the environment."""
+    return _configured if _configured is not None else _config.resolve()
+
+
+def ensure() -> Runtime | None:
+    """The run's runtime, set up on first use; None when tracing is disabled."""
+    global _runtime
+    with _lock:
+        if _runtime is not None and _runtime.pid == os.getpid():
+            return _runtime
+        chosen = settings()
+        if chosen.disabled:
+            return None
+        runtime = Runtime(chosen)
+        runtime.start()
+        _runtime = runtime
+        _schedule_exit()
+        return runtime
+
+
+def _schedule_exit() -> None:
+    """End the run inside multiprocessing's own exit hook, at its usual place among the
+    program's atexit handlers (an atexit handler of the program may be what lets a child
+    finish, so the children cannot be joined any earlier).
+
+    That hook runs the finalizers of priority >= 0, terminates daemonic children, joins
+    all children, then runs the remaining finalizers: proctrace reports the daemonic
+    children's SIGTERM in the first group and ends the run in the last, once every child
+    has sent its spans.
+    """
+    from multiprocessing import util
+
+    util.Finalize(None, _report_daemons, exitpriority=0)
+    util.Finalize(None, _at_exit, exitpriority=-(2**31))
+
+
+def _report_daemons() -> None:
+    """multiprocessing is about to terminate the daemonic children: say so for each."""
+    import multiprocessing
+
+    if not active():
+        return
+    for child in multiprocessing.active_children():
+        carrier = getattr(child, names.CARRIER_ATTR, None)
+        if child.daemon and isinstance(carrier, dict) and "span" in carrier:
+            record: ReportRecord = {"k": "signal", "span": carrier["span"], "value": 15}
+            _wire.send(record)
+
+
+def wait_delivered(span_id: str, timeout: float) -> None:
+    """With an in-process collector (the application's own provider), wait until the process
+    span ``span_id`` reached it; programs often shut their provider down right after join()."""
+    runtime = _runtime
+    if runtime is not None and runtime.collector is not None and active():
+        runtime.collector.wait_delivered(span_id, timeout)
+
+
+def _at_exit() -> None:
+    global _runtime
+    runtime = _runtime
+    if runtime is None or runtime.pid != os.getpid():
+        return
+    _runtime = None
+    runtime.finish()
