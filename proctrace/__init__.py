@@ -14,8 +14,8 @@ from ._api.functions import (
     settings,
     uninstrument,
 )
+from ._core import VERSION as __version__
 from ._core.config import ConfigurationError, Settings
-from ._core.version import VERSION as __version__
 
 __all__ = [
     "ConfigurationError",

@@ -135,6 +135,7 @@ class OTLPReceiver:
         self._spans: list[ReceivedSpan] = []
         self._counts: Counter[tuple[str, str]] = Counter()
         self._requests = 0
+        self._last_headers: dict[str, str] = {}
         self._port: int | None = None
         self._grpc_server: Any = None
         self._http_server: http.server.ThreadingHTTPServer | None = None
@@ -196,6 +197,15 @@ class OTLPReceiver:
         with self._cond:
             return self._requests
 
+    @property
+    def last_headers(self) -> dict[str, str]:
+        """Headers (HTTP) or metadata (gRPC) of the last request received, names lower-cased.
+
+        Empty before the first request; binary (``-bin``) gRPC metadata is left out.
+        """
+        with self._cond:
+            return dict(self._last_headers)
+
     def find(self, name: str) -> list[ReceivedSpan]:
         """All received spans whose name equals ``name``."""
         return [s for s in self.spans if s.name == name]
@@ -212,6 +222,7 @@ class OTLPReceiver:
             self._spans.clear()
             self._counts.clear()
             self._requests = 0
+            self._last_headers = {}
 
     def wait_for_spans(self, count: int, timeout: float = 10.0) -> list[ReceivedSpan]:
         """Block until at least ``count`` spans arrived and return a snapshot of all of them.
@@ -232,7 +243,9 @@ class OTLPReceiver:
                 self._cond.wait(remaining)
             return list(self._spans)
 
-    def _record(self, request: ExportTraceServiceRequest) -> None:
+    def _record(
+        self, request: ExportTraceServiceRequest, headers: dict[str, str] | None = None
+    ) -> None:
         """Decode and store (or just count) one export request, waking any waiters."""
         decoded = decode_request(request) if self.keep else []
         counts: Counter[tuple[str, str]] = Counter()
@@ -251,6 +264,7 @@ class OTLPReceiver:
             self._spans.extend(decoded)
             self._counts.update(counts)
             self._requests += 1
+            self._last_headers = dict(headers or {})
             self._cond.notify_all()
 
     def _start_grpc(self) -> None:
@@ -264,7 +278,12 @@ class OTLPReceiver:
 
         class _Servicer(pb2_grpc.TraceServiceServicer):  # type: ignore[misc,unused-ignore]
             def Export(self, request: ExportTraceServiceRequest, context: Any) -> Any:
-                receiver._record(request)
+                metadata = {
+                    str(item.key).lower(): item.value
+                    for item in context.invocation_metadata()
+                    if isinstance(item.value, str)
+                }
+                receiver._record(request, metadata)
                 return ExportTraceServiceResponse()
 
         add_servicer: Any = pb2_grpc.add_TraceServiceServicer_to_server  # untyped in generated code
@@ -291,7 +310,7 @@ class OTLPReceiver:
                 except Exception as exc:
                     self._reply(400, f"bad OTLP request: {exc}".encode(), "text/plain")
                     return
-                receiver._record(request)
+                receiver._record(request, {k.lower(): v for k, v in self.headers.items()})
                 ok = ExportTraceServiceResponse().SerializeToString()
                 self._reply(200, ok, "application/x-protobuf")
 

@@ -235,5 +235,5 @@ def _span_data(record: records.StartRecord | records.SpanRecord) -> SpanData:
         data["events"] = record["events"]
         for key in ("kind", "links", "scope"):
             if key in record:
-                data[key] = record[key]  # type: ignore[literal-required]
+                data[key] = record[key]
     return data

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 from .._core import names
 from .._core.records import ExpectRecord, SpanData

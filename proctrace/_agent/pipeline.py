@@ -1,9 +1,9 @@
 """Export, in the agent process: batches of finished span records to their destinations.
 
 Destinations are the embedded trace file (the default), OTLP over gRPC or
-HTTP/protobuf (the OpenTelemetry SDK's exporters, so their ``OTEL_EXPORTER_OTLP_*``
-settings for headers, certificates, compression, timeout and retries apply), the
-console, or nothing. Records are encoded straight to OTLP (``_otlp``). A batch an
+HTTP/protobuf (``_otlp.transport``, which reads the ``OTEL_EXPORTER_OTLP_*``
+settings for headers, certificates, compression and timeout as the SDK's
+exporters do), the console, or nothing. Records are encoded straight to OTLP (``_otlp``). A batch an
 OTLP backend did not take is appended to a local file instead, so nothing is
 dropped silently; at exit the pipeline gets a fixed time, and what is still
 queued or in flight then goes to that file too.
@@ -63,52 +63,33 @@ class FileExporter(_Exporter):
 
 
 class OtlpExporter(_Exporter):
-    """The SDK's OTLP exporter, fed protobuf built from records instead of SDK spans."""
+    """OTLP over gRPC or HTTP/protobuf: records encoded straight to protobuf bytes, sent by
+    the one transport (``proctrace send`` uses it too), with the ``OTEL_EXPORTER_OTLP_*``
+    headers, certificates, compression and timeout."""
 
     name = "otlp"
 
     def __init__(self, settings: _config.Settings, resource: Mapping[str, Any]) -> None:
-        from .._otlp import protobuf as _otlp
+        import dataclasses
 
-        endpoint = settings.endpoint
-        assert endpoint is not None
+        from .._otlp import transport
 
-        def encode(batch: Sequence[Record]) -> Any:
-            return _Serialized(_otlp.serialized_request(batch, resource))
-
-        if settings.protocol == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-                OTLPSpanExporter as Grpc,
-            )
-
-            class RecordGrpc(Grpc):
-                """Sends the bytes ``_otlp`` wrote, through a stub that does not re-encode."""
-
-                def _translate_data(self, data: Sequence[Record]) -> Any:  # type: ignore[override]
-                    return encode(data).data
-
-                def _initialize_channel_and_stub(self) -> None:
-                    super()._initialize_channel_and_stub()  # type: ignore[no-untyped-call]
-                    self._client = _RawTraceStub(self._channel)  # type: ignore[assignment]
-
-            self._sdk: Any = RecordGrpc(
-                endpoint=endpoint, insecure=endpoint.startswith("http://"), timeout=EXPORT_TIMEOUT
-            )
-        else:
-            from opentelemetry.exporter.otlp.proto.http import trace_exporter as http
-
-            # The HTTP exporter calls its module's encode_spans; in this process (the
-            # agent, which exports nothing else) it is given records.
-            setattr(http, "encode_spans", encode)  # noqa: B010
-            self._sdk = http.OTLPSpanExporter(endpoint=endpoint, timeout=EXPORT_TIMEOUT)
+        assert settings.endpoint is not None
+        options = transport.options_from_env(settings.endpoint, settings.protocol, warn=_warn)
+        if not any(os.environ.get(f"OTEL_EXPORTER_OTLP{k}_TIMEOUT") for k in ("_TRACES", "")):
+            options = dataclasses.replace(options, timeout=EXPORT_TIMEOUT)
+        self._transport = transport.Transport(options)
+        self._resource = resource
 
     def export(self, batch: Sequence[Record]) -> bool:
-        from opentelemetry.sdk.trace.export import SpanExportResult
+        """Send ``batch``; raises the transport's error (which says why) when it was not taken."""
+        from .._otlp.protobuf import serialized_request
 
-        return bool(self._sdk.export(batch) is SpanExportResult.SUCCESS)
+        self._transport.send(serialized_request(batch, self._resource))
+        return True
 
     def shutdown(self) -> None:
-        self._sdk.shutdown()
+        self._transport.close()
 
 
 class ConsoleExporter(_Exporter):
@@ -128,35 +109,6 @@ class ConsoleExporter(_Exporter):
 
         self._sdk.export([to_span(r, self._resource) for r in batch])
         return True
-
-
-class _Serialized:
-    """Already serialized request bytes, offered where an exporter expects a message."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def SerializeToString(self) -> bytes:
-        return self.data
-
-    SerializePartialToString = SerializeToString
-
-
-class _RawTraceStub:
-    """The OTLP TraceService with serialized requests: bytes in, response message out."""
-
-    def __init__(self, channel: Any) -> None:
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-            ExportTraceServiceResponse,
-        )
-
-        self.Export = channel.unary_unary(
-            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-            request_serializer=None,
-            response_deserializer=ExportTraceServiceResponse.FromString,
-        )
 
 
 def build(
@@ -242,12 +194,11 @@ class Pipeline:
         for exporter in self._exporters:
             try:
                 ok = exporter.export(batch)
-            except Exception as exc:  # an exporter bug must not lose the batch
+            except Exception as exc:  # a refusal, or an exporter bug: the batch is kept
                 ok = False
-                self._note(f"{exporter.name}: {type(exc).__name__}: {exc}")
+                self._note(f"{exporter.name}: {_reason(exc)}")
             if not ok and exporter.name != "file":
                 healthy = False
-                self._note(f"{exporter.name} exporter failed")
                 self._keep(batch)
         self._healthy = healthy and time.monotonic() - self._export_started <= SLOW
 
@@ -282,6 +233,19 @@ class Pipeline:
                 exporter.shutdown()
             except Exception:  # pragma: no cover - best effort at exit
                 pass
+
+
+def _reason(exc: BaseException) -> str:
+    from .._otlp.transport import TransportError
+
+    return str(exc) if isinstance(exc, TransportError) else f"{type(exc).__name__}: {exc}"
+
+
+def _warn(line: str) -> None:
+    """An ``OTEL_EXPORTER_OTLP_*`` value the transport cannot use: one line, and it carries on."""
+    import sys
+
+    sys.stderr.write(f"proctrace: {line}\n")
 
 
 def relative(path: str) -> str:

@@ -11,7 +11,6 @@ from .._child import run as _run
 from .._core.spec import TraceSpec
 from .._hooks import install as _hooks
 from .._hooks import registry
-from .._starter import run as _starter
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -59,7 +58,7 @@ def traced(
 
         wrapper.__proctrace__ = spec  # type: ignore[attr-defined]
         _hooks.install(by_decorator=True)
-        _starter.prepare_main()
+        _prepare_main()
         return wrapper
 
     if fn is not None:
@@ -80,6 +79,8 @@ def call(
         return _run.run_process(target, spec, carrier, args, kwargs)
     if carrier is not None:
         return _run.run_call(target, spec, carrier, args, kwargs)
+    from .._starter import run as _starter  # a child started before tracing began
+
     if not _starter.is_main_program():
         return target(*args, **kwargs)  # a child started before tracing began
     runtime = _starter.ensure()
@@ -87,3 +88,11 @@ def call(
         return target(*args, **kwargs)
     parent = _run.current_parent() or runtime.root_ids()
     return _run.run_call(target, spec, None, args, kwargs, parent, settings=runtime.settings)
+
+
+def _prepare_main() -> None:
+    """Install proctrace's provider in the main program (children never load the starter)."""
+    if _run.in_main_program():
+        from .._starter import run as _starter
+
+        _starter.prepare_main()

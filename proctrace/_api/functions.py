@@ -1,4 +1,8 @@
-"""The functions of the public surface other than the decorator."""
+"""The functions of the public surface other than the decorator.
+
+The starter side is imported inside each function: spawn children import this
+module with the package, and must not pay for what only a starter needs.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ from .._child import span as _span
 from .._core import config as _config
 from .._hooks import install as _hooks
 from .._hooks import registry
-from .._starter import run as _starter
 
 
 def configure(
@@ -36,6 +39,8 @@ def configure(
     child's structlog events to its span. Raises ConfigurationError for a bad
     value; call it before the first traced process starts.
     """
+    from .._starter import run as _starter
+
     _starter.configure(
         _config.resolve(
             service_name=service_name,
@@ -57,11 +62,15 @@ def current_trace_id() -> str | None:
     ids = _span.current_ids()
     if ids is not None:
         return ids[0]
+    from .._starter import run as _starter
+
     return _starter.run_trace_id()
 
 
 def settings() -> _config.Settings:
     """The settings in force: those given to ``configure()``, else read from the environment."""
+    from .._starter import run as _starter
+
     return _starter.settings()
 
 
@@ -71,6 +80,8 @@ def instrument() -> None:
     Undecorated targets get the same span, attributes and logs as ``@traced``
     ones, named after the target's qualified name.
     """
+    from .._starter import run as _starter
+
     registry.enable_instrument()
     _starter.prepare_main()
 

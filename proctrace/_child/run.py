@@ -73,7 +73,15 @@ def carrier_of(proc: Any) -> dict[str, Any] | None:
 def is_process_target(proc: Any, carrier: dict[str, Any] | None) -> bool:
     """True when a traced call here is the child's process target: its starter announced a
     span, and the span is not open yet (also when other decorators wrap the target)."""
-    return carrier is not None and "span" in carrier and not getattr(proc, names.ENTERED_ATTR, False)
+    if carrier is None or "span" not in carrier:
+        return False
+    return not getattr(proc, names.ENTERED_ATTR, False)
+
+
+def in_main_program() -> bool:
+    """True in the program's own process; False in children and while a child imports main."""
+    current = multiprocessing.current_process()
+    return multiprocessing.parent_process() is None and not getattr(current, "_inheriting", False)
 
 
 def current_parent() -> tuple[str, str] | None:

@@ -22,7 +22,6 @@ from .._child import span as _span
 from .._core import names, onimport
 from .._core.ids import traceparent
 from .._core.spec import spec_of
-from .._starter import carrier as _carrier
 from . import registry
 from .targets import Task
 
@@ -40,6 +39,8 @@ def spawning_parent(proc: Any) -> str | None:
 
 def _here() -> str | None:
     """The traceparent of the span current in this thread (the run's main span at worst)."""
+    from .._starter import carrier as _carrier  # only where a pool is used
+
     ids = _span.current_ids() or _carrier.fallback_parent()
     return traceparent(*ids) if ids is not None else None
 

@@ -15,8 +15,10 @@ from multiprocessing import process
 from typing import Any
 
 from .._core import names
-from .._starter import carrier as _carrier
 from . import pools, registry, targets
+
+# The starter side (``proctrace._starter``) is imported where a process is started, not
+# here: a child that starts no process of its own never loads it.
 
 _Base = process.BaseProcess
 
@@ -33,6 +35,8 @@ def install() -> None:
 
     @functools.wraps(original_start)
     def start(self: process.BaseProcess) -> None:
+        from .._starter import carrier as _carrier
+
         carrier, wrap = _carrier.capture(
             self,
             instrumenting=registry.instrumenting(),
@@ -54,6 +58,8 @@ def install() -> None:
         def method(self: process.BaseProcess) -> None:
             # The child dies of the signal's default action, as without proctrace;
             # the collector learns here why its connection is about to end.
+            from .._starter import carrier as _carrier
+
             _carrier.report(self, "signal", signum)
             send_signal(self)
 
@@ -66,6 +72,8 @@ def install() -> None:
         original_join(self, timeout)
         code = self.exitcode
         if code is not None:
+            from .._starter import carrier as _carrier
+
             _carrier.report(self, "exited", code)
 
     registry.patch(_Base, "terminate", signaller("terminate", 15))

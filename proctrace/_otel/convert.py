@@ -16,9 +16,9 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 
+from .._core import VERSION
 from .._core.names import SCOPE
 from .._core.records import SpanData, SpanRecord
-from .._core.version import VERSION
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _SCOPE = InstrumentationScope(SCOPE, VERSION)

@@ -15,6 +15,7 @@ from typing import Any
 from .._core.records import SpanData
 from . import otlpjson
 
+
 def open_private(path: str) -> int:
     """Open ``path`` for appending, created with mode 0600 in a 0700 directory."""
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)

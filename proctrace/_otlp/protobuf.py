@@ -14,9 +14,9 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from .._core import VERSION
 from .._core.names import SCOPE
 from .._core.records import SpanData
-from .._core.version import VERSION
 from . import values
 
 _Q = struct.Struct("<Q")

@@ -13,16 +13,18 @@ import multiprocessing
 import os
 import time
 from multiprocessing import context as mp_context
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._child import run as _child_run
 from .._child import span as _span
 from .._child import wire as _wire
 from .._core import names
 from .._core.ids import new_id, parse_traceparent, traceparent
-from .._core.records import ExpectRecord, ReportRecord
 from .._core.spec import TraceSpec, function_name, spec_of
 from . import run as _run
+
+if TYPE_CHECKING:
+    from .._core.records import ExpectRecord, ReportRecord
 
 # With the application's own provider, join() waits this long at most for the child's
 # span to reach it (the collector is a thread of this process then).
@@ -151,8 +153,11 @@ def report(proc: Any, kind: str, value: int) -> None:
         if getattr(proc, names.REAPED_ATTR, False):
             return
         setattr(proc, names.REAPED_ATTR, True)
-    record: ReportRecord = {"k": "exited" if kind == "exited" else "signal", "span": carrier["span"],
-                            "value": value}
+    record: ReportRecord = {
+        "k": "exited" if kind == "exited" else "signal",
+        "span": carrier["span"],
+        "value": value,
+    }
     _wire.send(record)
     if kind == "exited":
         _run.wait_delivered(carrier["span"], JOIN_WAIT)

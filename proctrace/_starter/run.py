@@ -12,20 +12,21 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._child import span as _span
 from .._child import wire as _wire
 from .._core import config as _config
 from .._core import names
 from .._core.ids import new_id
-from .._core.records import ReportRecord, SpanData
+
+if TYPE_CHECKING:
+    import subprocess
+
+    from .._core.records import ReportRecord, SpanData
 
 # The agent bounds its own work at exit (_agent.DRAIN_TIMEOUT + EXPORT_DEADLINE, counted
 # from when it reads the shutdown record, also if it was still starting up): this is
@@ -37,6 +38,9 @@ class Runtime:
     """State of one run, owned by the process that set it up."""
 
     def __init__(self, settings: _config.Settings) -> None:
+        # Loaded here, not with the module: a child that starts no process never needs them.
+        import tempfile
+
         self.pid = os.getpid()
         self.settings = settings
         self.settings_dict = settings.to_dict()
@@ -74,6 +78,8 @@ class Runtime:
             return self.root.trace_id, self.root.span_id
 
     def _start_agent(self, listener: socket.socket) -> None:
+        import subprocess
+
         env = dict(os.environ)
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = os.pathsep.join(
@@ -117,6 +123,9 @@ class Runtime:
             self.root.end(names.STATUS_UNSET)
         _wire.send({"k": "shutdown"})
         _wire.close()
+        import shutil
+        import subprocess
+
         if self.agent is not None:
             try:
                 self.agent.wait(timeout=AGENT_EXIT_TIMEOUT)
@@ -160,10 +169,9 @@ def _install_provider(settings: _config.Settings) -> None:
 
 def is_main_program() -> bool:
     """True in the program's own process; False in children and while a child imports main."""
-    import multiprocessing
+    from .._child.run import in_main_program
 
-    current = multiprocessing.current_process()
-    return multiprocessing.parent_process() is None and not getattr(current, "_inheriting", False)
+    return in_main_program()
 
 
 def prepare_main() -> None:
