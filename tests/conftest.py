@@ -1,13 +1,21 @@
-"""Shared fixtures: a real OTLP receiver, and traced programs run as real processes."""
+"""Shared fixtures: a real OTLP receiver, and traced programs run as real processes.
+
+Tests live in ``unit/`` (no child process, no subprocess, no receiver) or ``e2e/`` (real
+processes or receivers); each is marked ``unit`` or ``e2e`` after its directory, so
+``pytest -m unit`` runs the fast half alone. Every test leaves the test process as it
+found it: whatever proctrace patched or switched on in it is undone afterwards.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +25,76 @@ import pytest
 from proctrace.testing import OTLPReceiver, ReceivedSpan
 
 ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
 METHODS = ("fork", "spawn", "forkserver")
+# settle(): how long the receiver must stay quiet after the expected spans arrived.
+QUIET = 0.3
+KINDS = {
+    "unit": "runs no child process, no subprocess and no receiver (tests/unit/)",
+    "e2e": "starts real processes or OTLP receivers (tests/e2e/)",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker, meaning in KINDS.items():
+        config.addinivalue_line("markers", f"{marker}: {meaning}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test ``unit`` or ``e2e`` after the directory it lives in."""
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        kind = path.relative_to(TESTS).parts[0] if path.is_relative_to(TESTS) else None
+        if kind not in KINDS:
+            raise pytest.UsageError(
+                f"{item.nodeid}: tests belong in tests/unit/ or tests/e2e/, not {path.parent}"
+            )
+        item.add_marker(getattr(pytest.mark, kind))
+
+
+@pytest.fixture(autouse=True)
+def _proctrace_undone() -> Iterator[None]:
+    """After each test, undo what proctrace patched or switched on in the test process."""
+    yield
+    reset_proctrace()
+
+
+def reset_proctrace() -> None:
+    """The test process as if proctrace had never been used in it: every hook undone and every
+    switch off, the starter's configure() settings and run gone (an active run finished),
+    its import hooks removed, and OpenTelemetry's global tracer provider unset if it was
+    proctrace's own."""
+    from proctrace._hooks import install
+    from proctrace._starter import run
+
+    install.reset()
+    run._at_exit()  # a run started here ends as at exit: its agent stops, its directory goes
+    run._runtime = run._configured = None  # also a run inherited from another pid
+    sys.meta_path[:] = [finder for finder in sys.meta_path if not _is_proctrace(finder)]
+    _reset_tracer_provider()
+
+
+def _is_proctrace(obj: object) -> bool:
+    return type(obj).__module__.startswith("proctrace.")
+
+
+def _reset_tracer_provider() -> None:
+    """Undo proctrace's provider and its set_tracer_provider wrapper, if it installed them.
+
+    The API sets its global provider once per process; this resets it the way
+    OpenTelemetry's own test utilities do (``reset_trace_globals``).
+    """
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return
+    wrapper = trace.set_tracer_provider
+    if getattr(wrapper, "__proctrace__", False):
+        trace.set_tracer_provider = inspect.getclosurevars(wrapper).nonlocals["original"]
+    if _is_proctrace(getattr(trace, "_TRACER_PROVIDER", None)):
+        from opentelemetry.util._once import Once
+
+        trace._TRACER_PROVIDER = None
+        trace._TRACER_PROVIDER_SET_ONCE = Once()
 
 
 @pytest.fixture(params=METHODS)
@@ -100,7 +177,13 @@ def by_name(spans: list[ReceivedSpan]) -> dict[str, list[ReceivedSpan]]:
 
 
 def settle(receiver: OTLPReceiver, count: int) -> list[ReceivedSpan]:
-    """Exactly ``count`` spans: wait for them, then check nothing more arrives."""
+    """Exactly ``count`` spans: wait for them, then check that nothing more arrives while the
+    receiver stays quiet for ``QUIET`` seconds."""
     spans = receiver.wait_for_spans(count, timeout=15)
     assert len(spans) == count, [s.name for s in spans]
+    time.sleep(QUIET)
+    later = receiver.spans
+    assert len(later) == count, f"{len(later) - count} more after {QUIET} s: " + str(
+        [s.name for s in later[count:]]
+    )
     return spans

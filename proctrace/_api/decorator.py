@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import multiprocessing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar, cast, overload
@@ -52,9 +53,19 @@ def traced(
         if not callable(target):
             raise TypeError(f"@traced needs a function, not {type(target).__name__}")
 
-        @functools.wraps(target)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            return cast(R, call(target, spec, args, kwargs))
+        wrapper: Callable[P, R]
+        if inspect.iscoroutinefunction(target):
+
+            @functools.wraps(target)
+            async def awaited(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return await call_async(target, spec, args, kwargs)
+
+            wrapper = cast(Callable[P, R], awaited)
+        else:
+
+            @functools.wraps(target)
+            def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                return cast(R, call(target, spec, args, kwargs))
 
         wrapper.__proctrace__ = spec  # type: ignore[attr-defined]
         _hooks.install(by_decorator=True)
@@ -88,6 +99,26 @@ def call(
         return target(*args, **kwargs)
     parent = _run.current_parent() or runtime.root_ids()
     return _run.run_call(target, spec, None, args, kwargs, parent, settings=runtime.settings)
+
+
+async def call_async(
+    target: Callable[..., Any], spec: TraceSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> Any:
+    """The wrapper's body for a coroutine function: a span around the awaited work, under the
+    span current where it is awaited. Never a process span: multiprocessing does not await a
+    coroutine function given as a target (``asyncio.run()`` it from a plain one)."""
+    carrier = _run.carrier_of(multiprocessing.current_process())
+    if carrier is not None:
+        return await _run.await_call(target, spec, carrier, args, kwargs)
+    from .._starter import run as _starter
+
+    runtime = _starter.ensure() if _starter.is_main_program() else None
+    if runtime is None:  # disabled, or a child started before tracing began
+        return await target(*args, **kwargs)
+    parent = _run.current_parent() or runtime.root_ids()
+    return await _run.await_call(
+        target, spec, None, args, kwargs, parent, settings=runtime.settings
+    )
 
 
 def _prepare_main() -> None:

@@ -27,6 +27,8 @@ def configure(
     log_format: str | None = None,
     redact: Iterable[str] = (),
     log_events: bool | None = None,
+    sampler: object = None,
+    sampler_arg: float | None = None,
 ) -> None:
     """Set what the ``OTEL_*`` variables would set; arguments win over the environment.
 
@@ -36,8 +38,13 @@ def configure(
     (default ``.proctrace``). ``max_repr`` bounds each argument's repr,
     ``log_format`` is ``"auto"``, ``"json"`` or ``"console"``, ``redact`` adds
     argument names to hide everywhere, ``log_events=False`` stops attaching a
-    child's structlog events to its span. Raises ConfigurationError for a bad
-    value; call it before the first traced process starts.
+    child's structlog events to its span. ``sampler`` is a sampler's name
+    (``"always_on"``, ``"always_off"``, ``"traceidratio"``, ``"parentbased_always_on"``
+    (the default), ``"parentbased_always_off"``, ``"parentbased_traceidratio"``) with
+    ``sampler_arg`` its ratio, or one of the SDK's ``ALWAYS_ON``, ``ALWAYS_OFF``,
+    ``TraceIdRatioBased(r)``, ``ParentBased(...)``; it decides once per trace, and
+    child processes and tasks follow. Raises ConfigurationError for a bad value;
+    call it before the first traced process starts.
     """
     from .._starter import run as _starter
 
@@ -53,6 +60,8 @@ def configure(
             log_format=log_format,
             redact=redact,
             log_events=log_events,
+            sampler=sampler,
+            sampler_arg=sampler_arg,
         )
     )
 

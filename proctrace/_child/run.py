@@ -14,13 +14,13 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from .._core import config as _config
 from .._core import names
 from .._core import redact as _args
-from .._core.ids import parse_traceparent
+from .._core.ids import SpanRef, parse_traceparent
 from .._core.spec import TraceSpec, function_name, span_name
 from . import logs as _logs
 from . import span as _span
@@ -84,7 +84,7 @@ def in_main_program() -> bool:
     return multiprocessing.parent_process() is None and not getattr(current, "_inheriting", False)
 
 
-def current_parent() -> tuple[str, str] | None:
+def current_parent() -> SpanRef | None:
     """``(trace_id, span_id)`` of the span current here, if any."""
     return _span.current_ids()
 
@@ -140,17 +140,17 @@ def _process_attributes(proc: Any, carrier: dict[str, Any] | None) -> dict[str, 
     return _process_cache[2]
 
 
-def run_call(
+def open_call(
     target: Callable[..., Any],
     spec: TraceSpec,
     carrier: dict[str, Any] | None,
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
-    parent: tuple[str, str] | None = None,
+    parent: SpanRef | None = None,
     *,
     settings: _config.Settings | None = None,
-) -> Any:
-    """A span for one call, under ``parent`` or the current span (a pool task, a direct call).
+) -> _span.Span | None:
+    """The span of one call, under ``parent`` or the current span (None: nothing to record).
 
     In a traced child the carrier says where spans go; in the main program the
     caller passes the run's ``settings`` and the main span as ``parent``'s fallback.
@@ -162,21 +162,69 @@ def run_call(
         if _wire.address() != carrier["socket"]:  # a spawn child whose target is not traced
             _wire.set_address(carrier["socket"])
     if settings is None or settings.disabled or parent is None:
-        return target(*args, **kwargs)
+        return None
+    if not parent.sampled:  # nothing recorded; the ids stay current for logs and children
+        return _span.Span("", parent[0], parent[1], {}, sampled=False)
     proc = multiprocessing.current_process()
     attributes, _, _ = _attributes(
         proc, carrier, target, spec, settings, args, kwargs, shared=True
     )
-    span = _span.Span(
+    return _span.Span(
         span_name(target, spec), parent[0], parent[1], attributes, announce=False, shared=True
     )
+
+
+def _failed(span: _span.Span, exc: BaseException) -> tuple[int, str]:
+    if span.sampled:
+        span.record_exception(exc)
+    return _span.STATUS_ERROR, f"{type(exc).__name__}: {exc}"
+
+
+def run_call(
+    target: Callable[..., Any],
+    spec: TraceSpec,
+    carrier: dict[str, Any] | None,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    parent: SpanRef | None = None,
+    *,
+    settings: _config.Settings | None = None,
+) -> Any:
+    """A span for one call (a pool task, a direct call); see ``open_call()``."""
+    span = open_call(target, spec, carrier, args, kwargs, parent, settings=settings)
+    if span is None:
+        return target(*args, **kwargs)
     status, message = _span.STATUS_UNSET, ""
     try:
         with _span.activate(span):
             return target(*args, **kwargs)
     except BaseException as exc:
-        span.record_exception(exc)
-        status, message = _span.STATUS_ERROR, f"{type(exc).__name__}: {exc}"
+        status, message = _failed(span, exc)
+        raise
+    finally:
+        span.end(status, message)
+
+
+async def await_call(
+    target: Callable[..., Awaitable[Any]],
+    spec: TraceSpec,
+    carrier: dict[str, Any] | None,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    parent: SpanRef | None = None,
+    *,
+    settings: _config.Settings | None = None,
+) -> Any:
+    """``run_call()`` for a coroutine function: the span covers the awaited work."""
+    span = open_call(target, spec, carrier, args, kwargs, parent, settings=settings)
+    if span is None:
+        return await target(*args, **kwargs)
+    status, message = _span.STATUS_UNSET, ""
+    try:
+        with _span.activate(span):
+            return await target(*args, **kwargs)
+    except BaseException as exc:
+        status, message = _failed(span, exc)
         raise
     finally:
         span.end(status, message)
@@ -212,7 +260,12 @@ def run_process(
     # The span id was chosen by the starter, which announced the span at start():
     # the collector then knows of this process even if it dies before getting here.
     span = _span.Span(
-        span_name(target, spec), parent[0], parent[1], attributes, span_id=carrier.get("span")
+        span_name(target, spec),
+        parent[0],
+        parent[1],
+        attributes,
+        span_id=carrier.get("span"),
+        sampled=parent.sampled,
     )
     started = time.perf_counter()
     status, message, exit_code = _span.STATUS_UNSET, "", 0

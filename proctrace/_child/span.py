@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
-from .._core.ids import new_id, parse_traceparent, traceparent
+from .._core.ids import SpanRef, new_id, parse_traceparent, traceparent
 from .._core.names import STATUS_ERROR, STATUS_OK, STATUS_UNSET
 from . import wire as _wire
 
@@ -37,13 +37,14 @@ __all__ = [
 
 
 class Parent:
-    """A span of another process (or thread) to nest under: just its ids."""
+    """A span of another process (or thread) to nest under: just its ids and sampled flag."""
 
-    __slots__ = ("span_id", "trace_id")
+    __slots__ = ("sampled", "span_id", "trace_id")
 
-    def __init__(self, trace_id: str, span_id: str) -> None:
+    def __init__(self, trace_id: str, span_id: str, sampled: bool = True) -> None:
         self.trace_id = trace_id
         self.span_id = span_id
+        self.sampled = sampled
 
 
 class Span:
@@ -52,6 +53,8 @@ class Span:
     ``announce=True`` sends a start record at once, so the collector can end
     the span itself if this process dies first (process spans). Short spans
     (pool tasks) send a single record when they end: one write instead of two.
+    An unsampled span (``sampled=False``) has ids, so logs and children can name
+    it, but sends nothing.
     """
 
     __slots__ = (
@@ -60,6 +63,7 @@ class Span:
         "events",
         "name",
         "parent_id",
+        "sampled",
         "shared",
         "span_id",
         "start_ns",
@@ -76,6 +80,7 @@ class Span:
         announce: bool = True,
         span_id: str | None = None,
         shared: bool = False,
+        sampled: bool = True,
     ) -> None:
         self.name = name
         self.trace_id = trace_id
@@ -86,7 +91,8 @@ class Span:
         self.events: list[tuple[str, int, dict[str, Any]]] = []
         self.announced = announce
         self.shared = shared
-        if not announce:
+        self.sampled = sampled
+        if not announce or not sampled:
             return
         _wire.send(
             {
@@ -119,6 +125,8 @@ class Span:
     def end(self, status: int, message: str = "", attributes: dict[str, Any] | None = None) -> int:
         """Send the end record; return the end time in ns."""
         end_ns = time.time_ns()
+        if not self.sampled:
+            return end_ns
         if self.announced:
             _wire.send(
                 {
@@ -174,17 +182,21 @@ def current_span() -> Span | Parent | None:
     return _current.get()
 
 
-def current_ids() -> tuple[str, str] | None:
-    """``(trace_id, span_id)`` of the innermost current span, from OpenTelemetry or proctrace."""
+def current_ids() -> SpanRef | None:
+    """The innermost current span (ids and sampled flag), from OpenTelemetry or proctrace."""
     if "opentelemetry.trace" in sys.modules:
         from opentelemetry import trace
 
         ctx = trace.get_current_span().get_span_context()
         if ctx.is_valid:
-            return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+            return SpanRef(
+                format(ctx.trace_id, "032x"),
+                format(ctx.span_id, "016x"),
+                bool(ctx.trace_flags.sampled),
+            )
     span = _current.get()
     if span is not None:
-        return span.trace_id, span.span_id
+        return SpanRef(span.trace_id, span.span_id, span.sampled)
     return None
 
 
@@ -200,7 +212,9 @@ def activate(span: Span | Parent) -> Iterator[None]:
             int(span.trace_id, 16),
             int(span.span_id, 16),
             is_remote=False,
-            trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+            trace_flags=trace.TraceFlags(
+                trace.TraceFlags.SAMPLED if span.sampled else trace.TraceFlags.DEFAULT
+            ),
         )
         otel_token = context.attach(trace.set_span_in_context(trace.NonRecordingSpan(span_context)))
     try:

@@ -7,9 +7,12 @@ forkserver children; a child never validates or fails on them again.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 from collections.abc import Iterable, Mapping
+
+from . import sampling
 
 EXPORTERS = ("otlp", "console", "none")
 PROTOCOLS = ("grpc", "http/protobuf")
@@ -37,6 +40,8 @@ class Settings:
     log_format: str = "auto"
     redact: tuple[str, ...] = ()
     log_events: bool = True  # structlog events of a traced child also become span events
+    sampler: str = sampling.DEFAULT  # one of sampling.SAMPLERS
+    sampler_ratio: float = 1.0  # for the traceidratio samplers
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -99,6 +104,8 @@ def resolve(
     log_format: str | None = None,
     redact: Iterable[str] = (),
     log_events: bool | None = None,
+    sampler: object = None,
+    sampler_arg: float | None = None,
 ) -> Settings:
     """Merge arguments over environment variables; raise ConfigurationError on bad values."""
     env = os.environ if env is None else env
@@ -174,7 +181,10 @@ def resolve(
         if raw_events not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
             raise ConfigurationError(f"PROCTRACE_LOG_EVENTS={raw_events!r} is not true or false")
         log_events = _truthy(raw_events)
+    sampler_name, sampler_ratio = _sampler(env, sampler, sampler_arg)
     return Settings(
+        sampler=sampler_name,
+        sampler_ratio=sampler_ratio,
         log_events=log_events,
         service_name=service_name or env.get("OTEL_SERVICE_NAME") or default_service_name(),
         exporters=exporters,
@@ -186,3 +196,44 @@ def resolve(
         log_format=log_format,
         redact=redact,
     )
+
+
+def _ratio(name: str, raw: object) -> float:
+    try:
+        ratio = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+    if not (math.isfinite(ratio) and 0.0 <= ratio <= 1.0):
+        raise ConfigurationError(f"{name}={raw!r} is not a ratio between 0 and 1")
+    return ratio
+
+
+def _sampler(env: Mapping[str, str], sampler: object, arg: float | None) -> tuple[str, float]:
+    """The sampler's name and ratio: ``configure(sampler=...)`` (a name, or one of the
+    OpenTelemetry SDK's standard samplers), else ``OTEL_TRACES_SAMPLER`` and its argument."""
+    if sampler is None:
+        name = (env.get("OTEL_TRACES_SAMPLER") or sampling.DEFAULT).strip().lower()
+        if name not in sampling.SAMPLERS:
+            raise ConfigurationError(
+                f"OTEL_TRACES_SAMPLER={name!r} is not supported; use one of "
+                + ", ".join(sampling.SAMPLERS)
+            )
+        raw = env.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
+        ratio = _ratio("OTEL_TRACES_SAMPLER_ARG", raw) if raw and "ratio" in name else 1.0
+        return name, ratio
+    if isinstance(sampler, str):
+        name = sampler.strip().lower()
+        if name not in sampling.SAMPLERS:
+            raise ConfigurationError(
+                f"sampler {sampler!r} is not supported; use one of " + ", ".join(sampling.SAMPLERS)
+            )
+        return name, _ratio("sampler_arg", arg) if arg is not None else 1.0
+    describe = getattr(sampler, "get_description", None)
+    found = sampling.from_description(str(describe())) if callable(describe) else None
+    if found is None:
+        raise ConfigurationError(
+            f"sampler {sampler!r} is not one proctrace can carry to child processes; use a "
+            "name (" + ", ".join(sampling.SAMPLERS) + "), ALWAYS_ON, ALWAYS_OFF, "
+            "TraceIdRatioBased(r) or ParentBased(one of those)"
+        )
+    return found

@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 import random
+from typing import NamedTuple
+
+
+class SpanRef(NamedTuple):
+    """A span to nest under: its ids, and whether its trace is sampled."""
+
+    trace_id: str
+    span_id: str
+    sampled: bool = True
 
 
 def new_id(nbytes: int) -> str:
@@ -19,19 +28,25 @@ def new_id(nbytes: int) -> str:
             return format(value, f"0{nbytes * 2}x")
 
 
-def parse_traceparent(value: str) -> tuple[str, str] | None:
-    """``(trace_id, span_id)`` from a W3C ``traceparent``, or None if malformed."""
-    parts = value.split("-")
-    if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
-        return None
-    try:
-        trace_id, span_id = int(parts[1], 16), int(parts[2], 16)
-    except ValueError:
-        return None
-    if trace_id == 0 or span_id == 0:
-        return None
-    return parts[1], parts[2]
+_HEX = frozenset("0123456789abcdef")
 
 
-def traceparent(trace_id: str, span_id: str) -> str:
-    return f"00-{trace_id}-{span_id}-01"
+def parse_traceparent(value: str) -> SpanRef | None:
+    """The span a W3C ``traceparent`` names, with its ``sampled`` flag; None if malformed."""
+    parts = value.strip().split("-") if isinstance(value, str) else ()
+    if len(parts) < 4 or len(parts[0]) != 2 or len(parts[3]) != 2:
+        return None
+    version, trace_id, span_id, flags = parts[0], parts[1], parts[2], parts[3]
+    if len(trace_id) != 32 or len(span_id) != 16 or version == "ff":
+        return None
+    if version == "00" and len(parts) != 4:
+        return None
+    if set(version + trace_id + span_id + flags) - _HEX:
+        return None
+    if trace_id == "0" * 32 or span_id == "0" * 16:
+        return None
+    return SpanRef(trace_id, span_id, bool(int(flags, 16) & 1))
+
+
+def traceparent(trace_id: str, span_id: str, sampled: bool = True) -> str:
+    return f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}"

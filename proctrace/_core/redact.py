@@ -144,6 +144,23 @@ def positional_names(fn: Callable[..., Any]) -> tuple[str, ...]:
     return names
 
 
+_SELF: dict[Callable[..., Any], bool] = {}
+
+
+def takes_self(fn: Callable[..., Any]) -> bool:
+    """True for a function defined in a class whose first parameter is ``self`` or ``cls``:
+    called through the class, its first argument is the instance (cached)."""
+    found = _SELF.get(fn)
+    if found is None:
+        qualname = str(getattr(fn, "__qualname__", ""))
+        owner = qualname.rpartition(".")[0]
+        names = positional_names(fn)
+        found = _SELF[fn] = bool(
+            owner and not owner.endswith("<locals>") and names and names[0] in ("self", "cls")
+        )
+    return found
+
+
 _PLAIN = (int, float, str, bool, type(None))
 _SECRET_POSITIONS: dict[tuple[Callable[..., Any], tuple[str, ...]], tuple[bool, ...]] = {}
 
@@ -172,11 +189,13 @@ def describe(
     limit: int,
     extra: tuple[str, ...] = (),
 ) -> tuple[list[str], dict[str, str]]:
-    """Reprs of the positional and keyword arguments, redacted and truncated."""
+    """Reprs of the positional and keyword arguments, redacted and truncated; a method's
+    ``self`` (or ``cls``) is not an argument the caller passed, so it is left out."""
     secret = secret_positions(fn, extra)
+    first = 1 if args and takes_self(fn) else 0
     shown_args = [
-        REDACTED if i < len(secret) and secret[i] else _shown(arg, limit, extra)
-        for i, arg in enumerate(args)
+        REDACTED if i < len(secret) and secret[i] else _shown(args[i], limit, extra)
+        for i in range(first, len(args))
     ]
     shown_kwargs = {
         str(key): REDACTED if is_secret(key, extra) else _shown(val, limit, extra)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import functools
+import types
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -22,9 +24,64 @@ PLAIN = TraceSpec()  # an undecorated target followed under instrument()
 
 
 def spec_of(target: Any) -> TraceSpec | None:
-    """The TraceSpec of a ``@traced`` function (or of a traced stand-in), or None."""
+    """The TraceSpec of a ``@traced`` function (or of a traced stand-in), or None; also seen
+    through a ``functools.partial``, a bound method and a callable instance whose class has a
+    traced ``__call__``."""
     spec = getattr(target, "__proctrace__", None)
+    if isinstance(spec, TraceSpec):
+        return spec
+    reached = resolve(target)[0]
+    if reached is target:
+        return None
+    spec = getattr(reached, "__proctrace__", None)
     return spec if isinstance(spec, TraceSpec) else None
+
+
+_PLAIN_CALLABLES = (
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodWrapperType,
+    types.WrapperDescriptorType,
+    types.MethodDescriptorType,
+    type,
+)
+
+
+def resolve(
+    target: Any, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None
+) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    """The function a call of ``target(*args, **kwargs)`` reaches, with the arguments it
+    reaches it with: a partial's own arguments merged in (as the call sees them), a bound
+    method's or a callable instance's ``self`` put first. Calling the result is the call."""
+    kwargs = dict(kwargs or {})
+    for _ in range(16):  # a partial of a partial of ... is flattened by CPython anyway
+        if isinstance(target, functools.partial):
+            args = (*target.args, *args)
+            kwargs = {**target.keywords, **kwargs}
+            target = target.func
+        elif isinstance(target, types.MethodType):
+            args = (target.__self__, *args)
+            target = target.__func__
+        elif callable(target) and not isinstance(target, _PLAIN_CALLABLES) and not hasattr(
+            target, "__proctrace__"
+        ):
+            call = getattr(type(target), "__call__", None)
+            if not isinstance(call, types.FunctionType):
+                break  # a C-level __call__: the object is the function
+            args = (target, *args)
+            target = call
+        else:
+            break
+    return target, args, kwargs
+
+
+def function_of(target: Any) -> Any:
+    """The user's own function behind a target (through partials, methods, instances and
+    the ``@traced`` wrapper): what its arguments are described against."""
+    reached = resolve(target)[0]
+    if isinstance(getattr(reached, "__proctrace__", None), TraceSpec):
+        return getattr(reached, "__wrapped__", reached)
+    return reached
 
 
 def function_name(target: Callable[..., Any]) -> str:

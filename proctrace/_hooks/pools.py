@@ -48,10 +48,14 @@ def _here() -> str | None:
 def _wrap(fn: Any) -> Any:
     if isinstance(fn, Task) or not callable(fn):
         return fn
-    if spec_of(fn) is None and not registry.instrumenting():
+    if spec_of(fn) is None and not (registry.instrumenting() or registry.decorated()):
         return fn  # nothing to trace: leave the task exactly as it was
     parent = _here()
-    return fn if parent is None else Task(fn, parent)
+    if parent is None or parent.endswith("-00"):
+        # Unsampled: the task records nothing, so it travels exactly as it was (no cost in the
+        # worker); its logs carry the worker's span, in the same trace.
+        return fn
+    return Task(fn, parent)
 
 
 def _stamped_process(parent: str | None, make: Any, ctx: Any, *args: Any, **kwds: Any) -> Any:

@@ -43,11 +43,19 @@ def install() -> None:
             pool_parent=pools.spawning_parent(self),
             decorated=registry.decorated(),
         )
-        if wrap is not None:
+        run = None
+        if wrap is not None and self._target is None:  # type: ignore[attr-defined]
+            # A subclass's own run(): the child finds the stand-in on the object itself.
+            run = self.__dict__["run"] = targets.RunMethod(wrap)
+        elif wrap is not None:
             self._target = targets.ProcessTarget(self._target, wrap)  # type: ignore[attr-defined]
         if carrier is not None:
             setattr(self, names.CARRIER_ATTR, carrier)
-        original_start(self)
+        try:
+            original_start(self)  # pickles the object (spawn, forkserver) or forks
+        finally:
+            if run is not None and self.__dict__.get("run") is run:
+                del self.__dict__["run"]  # here, run() is the class's own again
         if carrier is not None:
             _carrier.announce(self, carrier)
 

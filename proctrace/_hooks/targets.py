@@ -17,8 +17,8 @@ from typing import Any
 
 from .._child import run as _run
 from .._child import span as _span
-from .._core.ids import parse_traceparent
-from .._core.spec import PLAIN, TraceSpec, spec_of
+from .._core.ids import SpanRef, parse_traceparent
+from .._core.spec import PLAIN, TraceSpec, resolve, spec_of
 from . import registry
 
 
@@ -47,10 +47,37 @@ class ProcessTarget:
         assert carrier is not None
         if carrier.get("instrument"):
             registry.enable_instrument()  # grandchildren and pool tasks of this child too
-        return _run.run_process(self.target, self.spec, carrier, args, kwargs)
+        # A partial, a bound method or a callable instance: the span is the function's.
+        target, args, kwargs = resolve(self.target, args, kwargs)
+        return _run.run_process(target, self.spec, carrier, args, kwargs)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (ProcessTarget, (self.target, self.spec))
+
+
+class RunMethod:
+    """Set as ``run`` on a process object whose class overrides ``run()`` (no target), as
+    OpenTelemetry's threading instrumentation wraps ``Thread.run``: in the child it calls
+    ``type(proc).run(proc)`` inside the process span, named after that method."""
+
+    __slots__ = ("spec",)
+
+    def __init__(self, spec: TraceSpec = PLAIN) -> None:
+        self.spec = spec
+
+    def __call__(self) -> Any:
+        proc = multiprocessing.current_process()
+        run = type(proc).run
+        carrier = _run.carrier_of(proc)
+        if not _run.is_process_target(proc, carrier):
+            return run(proc)
+        assert carrier is not None
+        if carrier.get("instrument"):
+            registry.enable_instrument()
+        return _run.run_process(run, self.spec, carrier, (proc,), {})
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (RunMethod, (self.spec,))
 
 
 class Task:
@@ -72,12 +99,15 @@ class Task:
                 _parents.clear()
             _parents[self.traceparent] = ids
         spec = spec_of(self.fn)
-        target = getattr(self.fn, "__wrapped__", self.fn) if spec is not None else self.fn
         if spec is None and registry.instrumenting():
             spec = PLAIN
         if spec is None:  # not traced: only carry the context to whatever it does
             with _span.activate(_span.Parent(*ids)):
                 return self.fn(*args, **kwargs)
+        # Through a partial, a bound method or a callable instance to the function itself.
+        target, args, kwargs = resolve(self.fn, args, kwargs)
+        if spec_of(target) is not None:  # the @traced wrapper: call what it wraps
+            target = getattr(target, "__wrapped__", target)
         carrier = _run.carrier_of(multiprocessing.current_process())
         return _run.run_call(target, spec, carrier, args, kwargs, parent=ids)
 
@@ -86,5 +116,5 @@ class Task:
 
 
 # Parsed traceparents: the tasks of one submission share one.
-_parents: dict[str, tuple[str, str]] = {}
+_parents: dict[str, SpanRef] = {}
 

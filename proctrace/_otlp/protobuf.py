@@ -69,8 +69,8 @@ def _kv(key: Any, value: Any) -> bytes:
 
 def _attribute(tag: bytes, key: str, value: Any) -> bytes:
     """One attribute as a field of its message, cached for scalar values: the attributes of
-    one process repeat in every span it sends."""
-    if type(value) in (str, int, float, bool):
+    one process repeat in every span it sends. Not zero floats: ``-0.0 == 0.0`` as a key."""
+    if type(value) in (str, int, bool) or (type(value) is float and value):
         cache_key = (tag, key, type(value), value)
         found = _KV_CACHE.get(cache_key)
         if found is None:
@@ -105,7 +105,7 @@ def _span(record: SpanData) -> bytes:
         link = b"\x0a\x10" + bytes.fromhex(trace_id) + b"\x12\x08" + bytes.fromhex(span_id)
         parts.append(_ld(b"\x6a", link + _attributes(b"\x22", attrs)))
     code = int(record.get("status") or 0)
-    message = record.get("message") or ""
+    message = (record.get("message") or "") if code else ""  # as otlpjson: only with a code
     status = (_ld(b"\x12", values.utf8(message)) if message else b"") + (
         b"\x18" + _varint(code) if code else b""
     )

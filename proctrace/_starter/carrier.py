@@ -13,14 +13,15 @@ import multiprocessing
 import os
 import time
 from multiprocessing import context as mp_context
+from multiprocessing import process
 from typing import TYPE_CHECKING, Any
 
 from .._child import run as _child_run
 from .._child import span as _span
 from .._child import wire as _wire
 from .._core import names
-from .._core.ids import new_id, parse_traceparent, traceparent
-from .._core.spec import TraceSpec, function_name, spec_of
+from .._core.ids import SpanRef, new_id, parse_traceparent, traceparent
+from .._core.spec import TraceSpec, function_name, function_of, resolve, spec_of, span_name
 from . import run as _run
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def start_method_of(proc: Any) -> str:
     return str(mp_context._default_context.get_start_method())
 
 
-def fallback_parent() -> tuple[str, str] | None:
+def fallback_parent() -> SpanRef | None:
     """Where a process nests when no span is current: the parent this process was started
     under (in a child), or the run's main-process span (in the main program)."""
     here = inherited()
@@ -52,6 +53,12 @@ def fallback_parent() -> tuple[str, str] | None:
         return parse_traceparent(here["traceparent"])
     runtime = _run.ensure()
     return runtime.root_ids() if runtime is not None else None
+
+
+def overridden_run(proc: Any) -> Any:
+    """``type(proc).run`` when the class overrides ``BaseProcess.run``, else None."""
+    run = getattr(type(proc), "run", None)
+    return None if run is None or run is process.BaseProcess.run else run
 
 
 def capture(
@@ -66,6 +73,8 @@ def capture(
     """
     here = inherited()
     target = getattr(proc, "_target", None)
+    if target is None:  # a Process subclass's own run() is what the child runs
+        target = overridden_run(proc)
     spec = spec_of(target)
     if (
         here is None
@@ -106,14 +115,15 @@ def capture(
         "starter_pid": os.getpid(),
         "start_method": start_method_of(proc),
         "instrument": instrumenting,
+        "sampled": parent.sampled,
     }
     if spec is not None:  # the child will have a span: choose its id here
         carrier["span"] = new_id(8)
-        carrier["name"] = spec.name or str(getattr(target, "__qualname__", "process"))
+        carrier["name"] = span_name(resolve(target)[0], spec) if target else spec.name or "?"
         carrier["quiet_term"] = spec.terminate_is_normal
         carrier["start"] = time.time_ns()
         if carrier["start_method"] == "fork" and target is not None:
-            _child_run.prepare_fork(getattr(target, "__wrapped__", target), spec, carrier)
+            _child_run.prepare_fork(function_of(target), spec, carrier)
     return carrier, wrap
 
 
@@ -122,10 +132,11 @@ def announce(proc: Any, carrier: dict[str, Any]) -> None:
 
     Should the child die before its target runs, the span still exists, and the
     collector can end it when the starter reports the exit."""
-    if "span" not in carrier:
+    if "span" not in carrier or not carrier.get("sampled", True):
         return
     _wire.set_address(carrier["socket"])
-    trace_id, parent_id = parse_traceparent(carrier["traceparent"]) or ("", "")
+    parent = parse_traceparent(carrier["traceparent"])
+    trace_id, parent_id = (parent.trace_id, parent.span_id) if parent else ("", "")
     record: ExpectRecord = {
         "k": "expect",
         "trace": trace_id,
@@ -147,7 +158,7 @@ def announce(proc: Any, carrier: dict[str, Any]) -> None:
 def report(proc: Any, kind: str, value: int) -> None:
     """Tell the collector the starter signalled (``signal``) or reaped (``exited``) a child."""
     carrier = _child_run.carrier_of(proc)
-    if carrier is None or "span" not in carrier:
+    if carrier is None or "span" not in carrier or not carrier.get("sampled", True):
         return
     if kind == "exited":
         if getattr(proc, names.REAPED_ATTR, False):

@@ -21,7 +21,8 @@ from .._child import span as _span
 from .._child import wire as _wire
 from .._core import config as _config
 from .._core import names
-from .._core.ids import new_id
+from .._core.ids import SpanRef
+from . import main_span
 
 if TYPE_CHECKING:
     import subprocess
@@ -50,6 +51,8 @@ class Runtime:
         self.collector_thread: threading.Thread | None = None
         self.collector: Any = None
         self.root: _span.Span | None = None
+        self.app_provider: Any = None
+        self.outcome = main_span.Outcome()
 
     def start(self) -> None:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -57,6 +60,7 @@ class Runtime:
         listener.listen(4096)
         provider = _application_provider()
         if provider is not None:
+            self.app_provider = provider
             self._start_collector_thread(listener, provider)
         else:
             self._start_agent(listener)
@@ -64,18 +68,16 @@ class Runtime:
         _wire.set_address(self.socket_path)
         _prepare_children()
 
-    def root_ids(self) -> tuple[str, str]:
-        """Ids of the main process's span, opened the first time a process starts outside any
-        span; it ends at exit, so one run is one trace."""
+    def root_ids(self) -> SpanRef:
+        """The main process's span, opened the first time a process starts outside any
+        span; it ends at exit, so one run is one trace (joining one handed in, if any)."""
         with _lock:
             if self.root is None:
-                self.root = _span.Span(
-                    _config.default_service_name(),
-                    new_id(16),
-                    None,
-                    {names.PID: self.pid, names.PROCESS_NAME: "MainProcess"},
-                )
-            return self.root.trace_id, self.root.span_id
+                self.root = main_span.open_span(self.settings, self.pid, self.app_provider)
+                if is_main_program():
+                    self.outcome.watch()
+            root = self.root
+            return SpanRef(root.trace_id, root.span_id, root.sampled)
 
     def _start_agent(self, listener: socket.socket) -> None:
         import subprocess
@@ -119,8 +121,9 @@ class Runtime:
 
     def finish(self) -> None:
         """End the main span, let the collector drain, and clean up; bounded in time."""
+        self.outcome.unwatch()
         if self.root is not None:
-            self.root.end(names.STATUS_UNSET)
+            self.outcome.end(self.root)
         _wire.send({"k": "shutdown"})
         _wire.close()
         import shutil
@@ -160,8 +163,13 @@ def _install_provider(settings: _config.Settings) -> None:
 
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return  # a non-SDK provider the application chose: leave it alone
+    from .._otel.samplers import sampler_of
+
     provider = _provider.ForwardingTracerProvider(
-        ensure, resource=Resource({"service.name": settings.service_name}), shutdown_on_exit=False
+        ensure,
+        resource=Resource({"service.name": settings.service_name}),
+        shutdown_on_exit=False,
+        sampler=sampler_of(settings),
     )
     trace.set_tracer_provider(provider)
     _provider.yield_to_application_provider()
@@ -306,7 +314,12 @@ def _report_daemons() -> None:
         return
     for child in multiprocessing.active_children():
         carrier = getattr(child, names.CARRIER_ATTR, None)
-        if child.daemon and isinstance(carrier, dict) and "span" in carrier:
+        if (
+            child.daemon
+            and isinstance(carrier, dict)
+            and "span" in carrier
+            and carrier.get("sampled", True)
+        ):
             record: ReportRecord = {"k": "signal", "span": carrier["span"], "value": 15}
             _wire.send(record)
 

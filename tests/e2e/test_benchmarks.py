@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT, clean_env
+
 METHODS = ("fork", "forkserver", "spawn")
 VARIANTS = ("bare", "proctrace", "recipe")
 
@@ -19,12 +19,10 @@ def test_bench_quick_measures_every_method_and_variant_and_delivers_spans(tmp_pa
     and every proctrace and recipe run's spans delivered to the receiver. No timing is asserted.
     """
     out = tmp_path / "results.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PROCTRACE_"))}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     proc = subprocess.run(
         [sys.executable, "benchmarks/bench.py", "--quick", "--json", str(out)],
         cwd=ROOT,
-        env=env,
+        env=clean_env(),
         capture_output=True,
         text=True,
         timeout=120,

@@ -190,13 +190,28 @@ def test_a_bad_setting_fails_start_with_one_clear_error(run_script):
 
 
 def test_the_traced_program_never_loads_an_exporter_or_grpc(run_script, receiver, method):
-    """Exporters live in the agent: no gRPC channel exists in a process that forks."""
-    source = PROGRAM + """
-    import sys
-    print(sorted(m for m in sys.modules if m == "grpc" or m.startswith("opentelemetry.exporter")))
-"""
-    run = run_script(source.replace("\n    import sys", "\n    import sys", 1), method,
-                     env=receiver.env())
+    """Exporters live in the agent: neither the main program (the process that forks, checked
+    after its children ended) nor any traced child ever loads gRPC or an OTLP exporter."""
+    source = """
+    import multiprocessing, sys
+    from proctrace import traced
+
+    def exporters():
+        return sorted(m for m in sys.modules
+                      if m == "grpc" or m.startswith("opentelemetry.exporter"))
+
+    @traced
+    def task(n):
+        print("child", exporters(), flush=True)
+
+    if __name__ == "__main__":
+        ctx = multiprocessing.get_context(sys.argv[1])
+        ps = [ctx.Process(target=task, args=(i,)) for i in range(2)]
+        for p in ps: p.start()
+        for p in ps: p.join()
+        print("main", exporters(), flush=True)
+    """
+    run = run_script(source, method, env=receiver.env())
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip().splitlines()[-1] == "[]"
+    assert run.stdout.splitlines() == ["child []", "child []", "main []"], run.stdout
     settle(receiver, 3)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import sysconfig
 
-from conftest import ROOT, by_name, clean_env, settle
+from conftest import by_name, clean_env, settle
 
 UNDECORATED = """
 import multiprocessing, sys
@@ -140,8 +142,9 @@ def test_proctrace_run_dash_m_runs_a_module(tmp_path, receiver, method):
     assert spans["mypkg.tool"][0].resource["service.name"] == "mypkg.tool"
 
 
-def test_proctrace_run_options_are_validated_and_the_console_script_exists(tmp_path):
-    """A bad option is one clear error (exit 2); the `proctrace` console script is declared."""
+def test_proctrace_run_options_are_validated(tmp_path):
+    """A bad option, or a script that does not exist, is one clear error (exit 2) and the
+    program never runs."""
     (tmp_path / "app.py").write_text("print('never')")
     proc = _proctrace(["--exporter", "zipkin", "app.py"], tmp_path, {})
     assert proc.returncode == 2
@@ -149,4 +152,16 @@ def test_proctrace_run_options_are_validated_and_the_console_script_exists(tmp_p
     assert "never" not in proc.stdout
     proc = _proctrace(["missing.py"], tmp_path, {})
     assert proc.returncode == 2 and "can't open file" in proc.stderr
-    assert 'proctrace = "proctrace.__main__:main"' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_the_installed_proctrace_console_script_runs(tmp_path):
+    """The `proctrace` command installed with the package (in the interpreter's scripts
+    directory) runs the command line: `proctrace --help` exits 0 and names its subcommands."""
+    script = shutil.which("proctrace", path=sysconfig.get_path("scripts"))
+    assert script is not None, f"no proctrace script in {sysconfig.get_path('scripts')}"
+    proc = subprocess.run(
+        [script, "--help"], cwd=tmp_path, env=clean_env(), capture_output=True, text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert all(command in proc.stdout for command in ("run", "view", "send")), proc.stdout
