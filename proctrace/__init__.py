@@ -14,6 +14,7 @@ from ._api.functions import (
     settings,
     uninstrument,
 )
+from ._api.propagate import extract, inject
 from ._core import VERSION as __version__
 from ._core.config import ConfigurationError, Settings
 
@@ -23,6 +24,8 @@ __all__ = [
     "__version__",
     "configure",
     "current_trace_id",
+    "extract",
+    "inject",
     "instrument",
     "settings",
     "traced",

@@ -65,7 +65,9 @@ def resolve(
         elif callable(target) and not isinstance(target, _PLAIN_CALLABLES) and not hasattr(
             target, "__proctrace__"
         ):
-            call = getattr(type(target), "__call__", None)
+            # The class's own __call__, looked up as the call does (not on the instance).
+            owner = next((c for c in type(target).__mro__ if "__call__" in vars(c)), object)
+            call = vars(owner).get("__call__")
             if not isinstance(call, types.FunctionType):
                 break  # a C-level __call__: the object is the function
             args = (target, *args)

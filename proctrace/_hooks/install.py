@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from . import pools, process, registry
+from . import environ, pools, process, registry
+from . import joblib as _joblib
 
 
 def install(*, by_decorator: bool = False) -> None:
@@ -11,12 +12,16 @@ def install(*, by_decorator: bool = False) -> None:
         registry.set_decorated(True)
     pools.install()
     process.install()
+    _joblib.install()  # patches joblib once the program imports it
+    environ.install()
 
 
 def uninstall() -> None:
     """Restore multiprocessing's originals."""
     pools.uninstall()
     process.uninstall()
+    _joblib.uninstall()
+    environ.uninstall()
 
 
 def reset() -> None:

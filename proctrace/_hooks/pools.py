@@ -5,16 +5,18 @@ was created.
 background thread, so the context is captured in the submitting call instead,
 by wrapping the function in a ``Task``. Worker processes are stamped with the
 span current when the pool was created, also for workers started later by the
-pool's own threads (``maxtasksperchild``, replacing a dead worker). The
-executor is patched when the program imports it, not before.
+pool's own threads (``maxtasksperchild``, replacing a dead worker). Each is
+patched when the program imports it (``multiprocessing.pool`` alone brings in
+about fifteen modules a child that uses no pool should not pay for).
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import sys
-from multiprocessing import pool as mp_pool
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -29,7 +31,36 @@ from .targets import Task
 _spawning_parent: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "proctrace_pool_parent", default=None
 )
+# Set while a caller that wrapped each call itself submits (joblib's batches).
+_as_is: contextvars.ContextVar[bool] = contextvars.ContextVar("proctrace_as_is", default=False)
 _active = False
+
+
+@contextlib.contextmanager
+def submitting_as_is() -> Iterator[None]:
+    """Functions submitted to a pool inside are left as they are: the caller wrapped the
+    calls they make itself (joblib's batches hold one ``Task`` per call)."""
+    token = _as_is.set(True)
+    try:
+        yield
+    finally:
+        _as_is.reset(token)
+
+
+@contextlib.contextmanager
+def spawning(parent: str | None) -> Iterator[None]:
+    """Processes started inside are workers of another library's pool created under
+    ``parent``: a span each, named after the worker loop, SIGTERM a normal end."""
+    token = _spawning_parent.set(parent)
+    try:
+        yield
+    finally:
+        _spawning_parent.reset(token)
+
+
+def here() -> str | None:
+    """The traceparent of the span current in this thread (the run's main span at worst)."""
+    return _here()
 
 
 def spawning_parent(proc: Any) -> str | None:
@@ -46,7 +77,7 @@ def _here() -> str | None:
 
 
 def _wrap(fn: Any) -> Any:
-    if isinstance(fn, Task) or not callable(fn):
+    if isinstance(fn, Task) or not callable(fn) or _as_is.get():
         return fn
     if spec_of(fn) is None and not (registry.instrumenting() or registry.decorated()):
         return fn  # nothing to trace: leave the task exactly as it was
@@ -69,9 +100,14 @@ def _patch(owner: type, name: str, make: Any) -> None:
     registry.patch(owner, name, functools.wraps(original)(make(original)))
 
 
+def _is_thread_pool(pool: Any) -> bool:
+    thread_pool = getattr(sys.modules.get("multiprocessing.pool"), "ThreadPool", None)
+    return thread_pool is not None and isinstance(pool, thread_pool)
+
+
 def _pool_method(original: Any) -> Any:
     def method(self: Any, func: Any, *args: Any, **kwargs: Any) -> Any:
-        if not isinstance(self, mp_pool.ThreadPool):
+        if not _is_thread_pool(self):
             func = _wrap(func)
         return original(self, func, *args, **kwargs)
 
@@ -79,25 +115,32 @@ def _pool_method(original: Any) -> Any:
 
 
 def install() -> None:
-    """Patch Pool now and ProcessPoolExecutor once it is imported; idempotent."""
+    """Patch Pool and ProcessPoolExecutor once the program imports them; idempotent."""
     global _active
     if _active:
         return
     _active = True
+    onimport.when_imported("multiprocessing.pool", _patch_pool)
+    onimport.when_imported("concurrent.futures.process", _patch_executor)
+
+
+def _patch_pool(module: ModuleType) -> None:
+    pool = module.Pool
+    if not _active or registry.patched(pool, "apply_async"):
+        return
 
     def pool_init(original: Any) -> Any:
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-            if not isinstance(self, mp_pool.ThreadPool):
+            if not _is_thread_pool(self):
                 # The class's own Process (a subclass may override it), stamped.
                 self.Process = functools.partial(_stamped_process, _here(), type(self).Process)
             original(self, *args, **kwargs)
 
         return __init__
 
-    _patch(mp_pool.Pool, "__init__", pool_init)
+    _patch(pool, "__init__", pool_init)
     for name in ("apply_async", "_map_async", "imap", "imap_unordered"):
-        _patch(mp_pool.Pool, name, _pool_method)
-    onimport.when_imported("concurrent.futures.process", _patch_executor)
+        _patch(pool, name, _pool_method)
 
 
 def _patch_executor(module: ModuleType) -> None:
@@ -142,5 +185,8 @@ def uninstall() -> None:
     """Put the originals back."""
     global _active
     _active = False
-    executor = getattr(sys.modules.get("concurrent.futures.process"), "ProcessPoolExecutor", None)
-    registry.restore((mp_pool.Pool,) if executor is None else (mp_pool.Pool, executor))
+    owners = (
+        getattr(sys.modules.get("multiprocessing.pool"), "Pool", None),
+        getattr(sys.modules.get("concurrent.futures.process"), "ProcessPoolExecutor", None),
+    )
+    registry.restore(tuple(owner for owner in owners if owner is not None))

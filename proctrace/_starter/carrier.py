@@ -21,7 +21,7 @@ from .._child import span as _span
 from .._child import wire as _wire
 from .._core import names
 from .._core.ids import SpanRef, new_id, parse_traceparent, traceparent
-from .._core.spec import TraceSpec, function_name, function_of, resolve, spec_of, span_name
+from .._core.spec import TraceSpec, function_name, function_of, resolve, span_name, spec_of
 from . import run as _run
 
 if TYPE_CHECKING:

@@ -269,6 +269,14 @@ def run_trace_id() -> str | None:
     return None
 
 
+def current_root() -> SpanRef | None:
+    """The run's main span, if this process runs one and it is open (never opens it)."""
+    runtime = _runtime
+    if runtime is None or runtime.root is None or not active():
+        return None
+    return SpanRef(runtime.root.trace_id, runtime.root.span_id, runtime.root.sampled)
+
+
 def settings() -> _config.Settings:
     """The settings in force here: configured, or read from the environment."""
     return _configured if _configured is not None else _config.resolve()
