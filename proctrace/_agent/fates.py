@@ -202,6 +202,11 @@ class Fates:
             code = -fate.signal
             if record.get("quiet_term"):  # a pool stopping its worker: not a failure
                 status, why = _STATUS_UNSET, ""
+        elif why == STILL_RUNNING and record.get("quiet_term"):
+            # A pool's worker outliving the program (its pool shuts it down on its own
+            # schedule, as loky's reusable executor does): no failure happened.
+            status, why = _STATUS_UNSET, ""
+            attrs[names.RUNNING_AT_EXIT] = True
         else:
             self.abnormal += 1
             attrs[names.ABNORMAL_END] = True

@@ -49,14 +49,20 @@ def main(argv: Sequence[str]) -> None:
     except _config.ConfigurationError as exc:
         parser.exit(2, f"proctrace: {exc}\n")
     instrument()
-    if ns.module is not None:
-        sys.argv = [ns.module, *ns.program]
-        sys.path.insert(0, os.getcwd())
-        runpy.run_module(ns.module, run_name="__main__", alter_sys=True)
-    else:
-        script = ns.program[0]
-        if not os.path.exists(script):
-            parser.exit(2, f"proctrace: can't open file {script!r}\n")
-        sys.argv = list(ns.program)
-        sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
-        runpy.run_path(script, run_name="__main__")
+    if ns.module is None and not os.path.exists(ns.program[0]):
+        parser.exit(2, f"proctrace: can't open file {ns.program[0]!r}\n")
+    try:
+        if ns.module is not None:
+            sys.argv = [ns.module, *ns.program]
+            sys.path.insert(0, os.getcwd())
+            runpy.run_module(ns.module, run_name="__main__", alter_sys=True)
+        else:
+            script = ns.program[0]
+            sys.argv = list(ns.program)
+            sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+            runpy.run_path(script, run_name="__main__")
+    except BaseException as exc:  # the main span says how the program ended, then it ends so
+        from .._starter import run as _starter
+
+        _starter.program_ended(exc)
+        raise

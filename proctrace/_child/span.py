@@ -2,9 +2,9 @@
 
 A traced child does not import the OpenTelemetry SDK: it makes ids, keeps a
 dict of attributes and sends a start record and an end record. The collector
-turns them into SDK spans. When the OpenTelemetry API is already loaded (fork
-children, the main process), the span is also made current there, so spans the
-application makes and contexts it propagates nest under it.
+turns them into SDK spans. The span is also made current in OpenTelemetry's
+context, at once when the API is loaded, else the moment the program imports it,
+so spans the application makes and contexts it propagates nest under it.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ import contextlib
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
+from types import ModuleType
 from typing import Any
 
+from .._core import onimport as _onimport
 from .._core.ids import SpanRef, new_id, parse_traceparent, traceparent
 from .._core.names import STATUS_ERROR, STATUS_OK, STATUS_UNSET
 from . import wire as _wire
@@ -33,6 +35,7 @@ __all__ = [
     "new_id",
     "parse_traceparent",
     "traceparent",
+    "when_api_loaded",
 ]
 
 
@@ -202,26 +205,107 @@ def current_ids() -> SpanRef | None:
 
 @contextlib.contextmanager
 def activate(span: Span | Parent) -> Iterator[None]:
-    """Make ``span`` current here, and in OpenTelemetry's context when its API is loaded."""
+    """Make ``span`` current here, and in OpenTelemetry's context.
+
+    When the API is not loaded yet, the span waits for it (``_Pending``): should the
+    program import it inside (a spawn child importing ``opentelemetry`` in its
+    target), the span is made current there at that moment, so the program's spans
+    nest under it, and is detached again when this block ends."""
     token = _current.set(span)
     otel_token = None
+    pending = pending_token = None
     if "opentelemetry.trace" in sys.modules:
-        from opentelemetry import context, trace
-
-        span_context = trace.SpanContext(
-            int(span.trace_id, 16),
-            int(span.span_id, 16),
-            is_remote=False,
-            trace_flags=trace.TraceFlags(
-                trace.TraceFlags.SAMPLED if span.sampled else trace.TraceFlags.DEFAULT
-            ),
-        )
-        otel_token = context.attach(trace.set_span_in_context(trace.NonRecordingSpan(span_context)))
+        otel_token = _attach(span)
+    else:
+        pending = _Pending(span, _pending.get())
+        pending_token = _pending.set(pending)
+        _watch_api()
     try:
         yield
     finally:
+        if pending is not None and pending_token is not None:
+            _pending.reset(pending_token)
+            otel_token = _attached_at_import(pending)
         if otel_token is not None:
             from opentelemetry import context
 
             context.detach(otel_token)
         _current.reset(token)
+
+
+def _attach(span: Span | Parent) -> Any:
+    """Make ``span`` current in OpenTelemetry's context; the token detaches it."""
+    from opentelemetry import context, trace
+
+    span_context = trace.SpanContext(
+        int(span.trace_id, 16),
+        int(span.span_id, 16),
+        is_remote=False,
+        trace_flags=trace.TraceFlags(
+            trace.TraceFlags.SAMPLED if span.sampled else trace.TraceFlags.DEFAULT
+        ),
+    )
+    return context.attach(trace.set_span_in_context(trace.NonRecordingSpan(span_context)))
+
+
+class _Pending:
+    """An ``activate()`` entered before the OpenTelemetry API was loaded, and the one around it."""
+
+    __slots__ = ("outer", "span")
+
+    def __init__(self, span: Span | Parent, outer: _Pending | None) -> None:
+        self.span = span
+        self.outer = outer
+
+
+_pending: ContextVar[_Pending | None] = ContextVar("proctrace_pending_otel", default=None)
+# The pending spans attached when the API was imported, with their tokens: per context, so
+# that only the context that attached them detaches them.
+_attached: ContextVar[tuple[tuple[_Pending, Any], ...]] = ContextVar(
+    "proctrace_attached_otel", default=()
+)
+# What to do once the program imports the API, by key (see when_api_loaded).
+_api_callbacks: dict[str, Callable[[], None]] = {}
+
+
+def _attached_at_import(pending: _Pending) -> Any:
+    attached = _attached.get()
+    for i, (entry, otel_token) in enumerate(attached):
+        if entry is pending:
+            _attached.set(attached[:i] + attached[i + 1 :])
+            return otel_token
+    return None
+
+
+def _watch_api() -> None:
+    _onimport.when_imported("opentelemetry.trace", _api_loaded)
+
+
+def _api_loaded(module: ModuleType) -> None:
+    """Right after the program imported ``opentelemetry.trace`` (the SDK may be halfway
+    through its own import: only the API is used here)."""
+    chain = []
+    pending = _pending.get()
+    while pending is not None:
+        chain.append(pending)
+        pending = pending.outer
+    attached = list(_attached.get())
+    for entry in reversed(chain):  # outermost first, so that detaching unwinds in order
+        attached.append((entry, _attach(entry.span)))
+    if attached:
+        _attached.set(tuple(attached))
+    callbacks = list(_api_callbacks.values())
+    _api_callbacks.clear()
+    for callback in callbacks:
+        callback()
+
+
+def when_api_loaded(key: str, callback: Callable[[], None]) -> None:
+    """Call ``callback()`` now if ``opentelemetry.trace`` is loaded, else right after the
+    program imports it; a later callback of the same ``key`` replaces an earlier one."""
+    if "opentelemetry.trace" in sys.modules:
+        _api_callbacks.pop(key, None)
+        callback()
+        return
+    _api_callbacks[key] = callback
+    _watch_api()

@@ -39,13 +39,16 @@ def _current() -> str | None:
 
 
 def _program_chose(env: Mapping[Any, Any]) -> bool:
-    value = env.get("TRACEPARENT", env.get(b"TRACEPARENT"))
+    value = None
+    for key, found in env.items():
+        if key in ("TRACEPARENT", b"TRACEPARENT"):
+            value = found.decode(errors="replace") if isinstance(found, bytes) else found
     return value is not None and value != _HANDED_IN
 
 
 def _with_context(env: Mapping[Any, Any] | None) -> Mapping[Any, Any] | None:
     """``env`` (None: this process's environment) with the current span's TRACEPARENT."""
-    base = os.environ if env is None else env
+    base: Mapping[Any, Any] = os.environ if env is None else env
     if _program_chose(base):
         return env
     parent = _current()

@@ -41,6 +41,34 @@ def span_processor(provider: TracerProvider) -> SpanProcessor:
     return processor  # type: ignore[no-any-return]
 
 
+def divert(provider: TracerProvider, processor: SpanProcessor) -> None:
+    """Hand every span ``provider`` ends from now on to ``processor`` alone.
+
+    ``SynchronousMultiSpanProcessor._span_processors`` and
+    ``ConcurrentMultiSpanProcessor._span_processors`` (a tuple the multi processor
+    iterates for each span; replaced under its ``_lock``): in every version checked.
+    The multi processor is changed in place, because every tracer the provider
+    already handed out (a module-level tracer, inherited by a fork child) holds it.
+    The processors it held are left as they are: not shut down, never fed again.
+    """
+    multi = span_processor(provider)
+    if not isinstance(getattr(multi, "_span_processors", None), tuple):
+        raise _missing(f"{type(multi).__name__}._span_processors")
+    lock = getattr(multi, "_lock", None)
+    if lock is None:
+        raise _missing(f"{type(multi).__name__}._lock")
+    with lock:
+        multi._span_processors = (processor,)  # type: ignore[attr-defined]
+
+
+def processors(provider: TracerProvider) -> tuple[SpanProcessor, ...]:
+    """The processors ``provider`` hands its spans to (see ``divert``)."""
+    found = getattr(span_processor(provider), "_span_processors", None)
+    if not isinstance(found, tuple):
+        raise _missing("SynchronousMultiSpanProcessor._span_processors")
+    return found
+
+
 def replace_global_provider(provider: trace.TracerProvider) -> None:
     """Make ``provider`` the global tracer provider although one is set already.
 

@@ -277,6 +277,13 @@ def current_root() -> SpanRef | None:
     return SpanRef(runtime.root.trace_id, runtime.root.span_id, runtime.root.sampled)
 
 
+def program_ended(exc: BaseException) -> None:
+    """The program is ending with ``exc`` (an exception or SystemExit): tell the main span."""
+    runtime = _runtime
+    if runtime is not None and active():
+        runtime.outcome.failed(exc)
+
+
 def settings() -> _config.Settings:
     """The settings in force here: configured, or read from the environment."""
     return _configured if _configured is not None else _config.resolve()

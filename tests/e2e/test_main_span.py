@@ -1,0 +1,219 @@
+"""The main process's span: how the program ended, and traces handed in and handed on."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from conftest import by_name, clean_env, settle
+
+ENDINGS = """
+import multiprocessing, sys
+from proctrace import traced
+
+@traced
+def child():
+    pass
+
+if __name__ == "__main__":
+    p = multiprocessing.Process(target=child); p.start(); p.join()
+    how = sys.argv[1]
+    if how == "raise":
+        raise ValueError("bad input")
+    if how == "exit3":
+        sys.exit(3)
+    if how == "exit0":
+        sys.exit(0)
+    if how == "interrupt":
+        raise KeyboardInterrupt
+"""
+
+
+@pytest.mark.parametrize(
+    "how, status, message, code",
+    [
+        ("normal", "UNSET", "", None),
+        ("exit0", "UNSET", "", 0),
+        ("raise", "ERROR", "ValueError: bad input", 1),
+        ("exit3", "ERROR", "sys.exit(3)", 3),
+        ("interrupt", "ERROR", "interrupted (KeyboardInterrupt)", None),
+    ],
+)
+def test_the_main_span_says_how_the_program_ended(
+    run_script, receiver, how, status, message, code
+):
+    """An uncaught exception (with its `exception` event), sys.exit(n) and Ctrl-C end the
+    main span as ERROR, with the exit code where there is one; a normal end stays UNSET."""
+    run = run_script(ENDINGS, how, env=receiver.env())
+    assert run.returncode == {"normal": 0, "exit0": 0, "raise": 1, "exit3": 3}.get(
+        how, run.returncode
+    )
+    main = by_name(settle(receiver, 2))["prog"][0]
+    assert main.status_code == status
+    assert main.status_message == message
+    assert main.attributes.get("process.exit.code") == code
+    events = [e.name for e in main.events]
+    assert events == (["exception"] if how == "raise" else [])
+    if how == "raise":
+        assert "ValueError" in run.stderr  # the program's own traceback is still printed
+
+
+def test_proctrace_run_sees_a_raised_system_exit(tmp_path, receiver):
+    """Under proctrace run, `raise SystemExit(4)` (not through sys.exit) ends the main span
+    ERROR with exit code 4, and the exit status is still 4."""
+    import subprocess
+
+    script = tmp_path / "job.py"
+    script.write_text(ENDINGS.replace('if how == "raise":', 'if how == "sysexit":\n'
+                      '        raise SystemExit(4)\n    if how == "raise":'))
+    proc = subprocess.run(
+        [sys.executable, "-m", "proctrace", "run", str(script), "sysexit"],
+        cwd=tmp_path, env=clean_env(**receiver.env()), capture_output=True, text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 4, proc.stderr
+    main = by_name(settle(receiver, 2))["job"][0]
+    assert main.status_code == "ERROR"
+    assert main.attributes["process.exit.code"] == 4
+
+
+HANDED_IN = """
+import multiprocessing, os, sys
+import proctrace
+from proctrace import traced
+
+@traced
+def child():
+    pass
+
+if __name__ == "__main__":
+    p = multiprocessing.get_context(sys.argv[1]).Process(target=child); p.start(); p.join()
+    print("inject", proctrace.inject(), flush=True)
+"""
+
+OUTSIDE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_a_run_with_traceparent_in_its_environment_joins_that_trace(run_script, receiver, method):
+    """TRACEPARENT (and TRACESTATE) from a CI system or a scheduler: the main span's parent is
+    that span, every span is in that trace, and inject() hands the tracestate on."""
+    env = {**receiver.env(), "TRACEPARENT": OUTSIDE, "TRACESTATE": "vendor=abc"}
+    run = run_script(HANDED_IN, method, env=env)
+    assert run.returncode == 0, run.stderr
+    spans = by_name(settle(receiver, 2))
+    main, child = spans["prog"][0], spans["child"][0]
+    assert main.trace_id == child.trace_id == "0af7651916cd43dd8448eb211c80319c"
+    assert main.parent_span_id == "b7ad6b7169203331"
+    assert child.parent_span_id == main.span_id
+    assert f"'traceparent': '00-{main.trace_id}-{main.span_id}-01'" in run.stdout
+    assert "'tracestate': 'vendor=abc'" in run.stdout
+
+
+def test_an_unsampled_traceparent_handed_in_is_followed(run_script, receiver):
+    """The default sampler is parent-based: a TRACEPARENT whose flags say unsampled makes the
+    whole run record nothing."""
+    env = {**receiver.env(), "TRACEPARENT": OUTSIDE[:-2] + "00"}
+    run = run_script(HANDED_IN, "fork", env=env)
+    assert run.returncode == 0, run.stderr
+    import time
+
+    time.sleep(0.3)
+    assert receiver.spans == []
+
+
+def test_a_malformed_traceparent_is_ignored(run_script, receiver):
+    """A TRACEPARENT that is not W3C trace context starts a trace of its own."""
+    env = {**receiver.env(), "TRACEPARENT": "garbage"}
+    run = run_script(HANDED_IN, "fork", env=env)
+    assert run.returncode == 0, run.stderr
+    main = by_name(settle(receiver, 2))["prog"][0]
+    assert main.parent_span_id is None
+
+
+BRIDGE = """
+import multiprocessing, queue, sys, threading
+import proctrace
+from proctrace import traced
+
+@traced
+def consumer_work(item):
+    pass
+
+def consume(q):
+    headers, item = q.get()
+    with proctrace.extract(headers):
+        p = multiprocessing.get_context(sys.argv[1]).Process(target=consumer_work, args=(item,))
+        p.start(); p.join()
+
+if __name__ == "__main__":
+    q = queue.Queue()
+    worker = threading.Thread(target=consume, args=(q,))
+    worker.start()
+    q.put((proctrace.inject(), "job-1"))  # as a message queue or task headers would carry it
+    worker.join()
+    print("main trace", proctrace.current_trace_id(), flush=True)
+"""
+
+
+def test_inject_and_extract_carry_the_trace_across_a_queue(run_script, receiver, method):
+    """inject() in the producer and `with extract(headers):` in a consumer thread (standing in
+    for a message queue or Celery headers): the process started there is under the span the
+    headers name, in the same trace."""
+    run = run_script(BRIDGE, method, env=receiver.env())
+    assert run.returncode == 0, run.stderr
+    spans = by_name(settle(receiver, 2))
+    main, work = spans["prog"][0], spans["consumer_work"][0]
+    assert work.parent_span_id == main.span_id
+    assert work.trace_id == main.trace_id
+    assert f"main trace {main.trace_id}" in run.stdout
+
+
+SUBPROCESS = """
+import multiprocessing, os, subprocess, sys
+from proctrace import traced
+
+@traced
+def child(inner):
+    out = subprocess.run([sys.executable, "-c", "import os; print(os.environ['TRACEPARENT'])"],
+                         capture_output=True, text=True).stdout.strip()
+    print("seen", out, flush=True)
+    subprocess.run([sys.executable, "-m", "proctrace", "run", inner], check=True)
+    chosen = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.environ['TRACEPARENT'])"],
+        env={**os.environ, "TRACEPARENT": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"},
+        capture_output=True, text=True).stdout.strip()
+    print("chosen", chosen, flush=True)
+
+if __name__ == "__main__":
+    p = multiprocessing.get_context(sys.argv[1]).Process(target=child, args=(sys.argv[2],))
+    p.start(); p.join()
+"""
+
+INNER = """
+import multiprocessing
+
+def leaf():
+    pass
+
+if __name__ == "__main__":
+    p = multiprocessing.Process(target=leaf); p.start(); p.join()
+"""
+
+
+def test_a_program_started_from_a_traced_child_continues_the_trace(
+    run_script, receiver, tmp_path, method
+):
+    """subprocess from a traced child gets TRACEPARENT naming the child's span; a traced
+    Python program it runs (here under `proctrace run`) joins the trace under that span; a
+    TRACEPARENT the program sets itself is left alone."""
+    inner = tmp_path / "inner.py"
+    inner.write_text(INNER)
+    run = run_script(SUBPROCESS, method, str(inner), env=receiver.env())
+    assert run.returncode == 0, run.stderr
+    spans = by_name(settle(receiver, 4))
+    child, inner_main, leaf = spans["child"][0], spans["inner"][0], spans["leaf"][0]
+    assert f"seen 00-{child.trace_id}-{child.span_id}-01" in run.stdout
+    assert inner_main.trace_id == child.trace_id
+    assert inner_main.parent_span_id == child.span_id
+    assert leaf.parent_span_id == inner_main.span_id
+    assert "chosen 00-" + "1" * 32 + "-" + "2" * 16 + "-01" in run.stdout
