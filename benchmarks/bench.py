@@ -39,10 +39,12 @@ DEFAULT_CHILDREN = {"fork": 30, "forkserver": 30, "spawn": 15}
 TARGET_VS_BARE = {"fork": 1.25, "forkserver": 1.5, "spawn": 2.8}  # proctrace/bare, at most
 TARGET_VS_RECIPE = 0.5  # proctrace/recipe, at most, every method
 TARGET_POOL_EXTRA_US = 15.0  # traced minus bare pool task, microseconds, at most
+TARGET_UNSAMPLED_EXTRA_US = 3.0  # the same under OTEL_TRACES_SAMPLER=always_off
 TARGETS: dict[str, Any] = {
     "proctrace/bare": TARGET_VS_BARE,
     "proctrace/recipe": TARGET_VS_RECIPE,
     "pool_extra_us_per_task": TARGET_POOL_EXTRA_US,
+    "pool_unsampled_extra_us_per_task": TARGET_UNSAMPLED_EXTRA_US,
 }
 RUN_TIMEOUT = 900.0  # seconds one measurement subprocess may take
 # Seconds to wait for spans once a run has exited. Its exporters have had their answers by
@@ -301,7 +303,13 @@ class Bench:
         env["PROCTRACE_DIR"] = str(workdir / "proctrace-files")
         self.env = env
 
-    def run(self, script: str, args: list[str], expected_spans: int | None) -> RunResult:
+    def run(
+        self,
+        script: str,
+        args: list[str],
+        expected_spans: int | None,
+        extra_env: dict[str, str] | None = None,
+    ) -> RunResult:
         """Run one script in a fresh interpreter; count its spans when ``expected_spans``."""
         self.runs += 1
         service = f"bench-{script}-{self.runs}"
@@ -309,6 +317,7 @@ class Bench:
         if script in ("proctrace", "pool-proctrace", "scale"):
             env.update(self.receiver.env())
             env["PROCTRACE_LOG_FORMAT"] = "json"
+        env.update(extra_env or {})
         if script == "recipe":
             args = [*args, self.receiver.endpoint, service]
         path = self.workdir / script_name(script)
@@ -443,7 +452,7 @@ def run_benchmark(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     methods: list[str] = args.methods
     children = {m: args.children or DEFAULT_CHILDREN[m] for m in methods}
     raw: dict[str, dict[str, list[RunResult]]] = {m: {v: [] for v in VARIANTS} for m in methods}
-    pool_raw: dict[str, list[RunResult]] = {"bare": [], "proctrace": []}
+    pool_raw: dict[str, list[RunResult]] = {"bare": [], "proctrace": [], "unsampled": []}
     pool_warmup = min(100, args.tasks)
     for rnd in range(1, args.rounds + 1):
         for method in methods:
@@ -457,11 +466,18 @@ def run_benchmark(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                     f"round {rnd}/{args.rounds} {method:10} {variant:9} "
                     f"median {median_ms(result.data['child_s']):8.2f} ms{spans}"
                 )
-        for variant in ("bare", "proctrace"):
+        for variant in ("bare", "proctrace", "unsampled"):
             argv = [args.pool_method, str(args.tasks), str(pool_warmup)]
             # task spans (warm-up included), the two workers' spans, the main span
             expected = pool_warmup + args.tasks + 2 + 1
-            result = bench.run(f"pool-{variant}", argv, None if variant == "bare" else expected)
+            if variant == "unsampled":  # traced, with a sampler that drops the trace
+                result = bench.run(
+                    "pool-proctrace", argv, None, {"OTEL_TRACES_SAMPLER": "always_off"}
+                )
+            else:
+                result = bench.run(
+                    f"pool-{variant}", argv, None if variant == "bare" else expected
+                )
             pool_raw[variant].append(result)
             spans = f", spans {result.spans['status']}" if result.spans else ""
             us = result.data["wall_s"] / args.tasks * 1e6
@@ -507,6 +523,9 @@ def run_benchmark(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             pool[variant]["spans"] = overall_span_status(runs)
             pool[variant]["span_runs"] = runs
     pool["difference_us"] = pool["proctrace"]["us_per_task"] - pool["bare"]["us_per_task"]
+    pool["unsampled_difference_us"] = (
+        pool["unsampled"]["us_per_task"] - pool["bare"]["us_per_task"]
+    )
     return {"processes": processes, "pool": pool}
 
 
@@ -550,6 +569,11 @@ def print_tables(results: dict[str, Any], args: argparse.Namespace) -> None:
     print(
         f"{'pool':<11}{pool['bare']['us_per_task']:>14.2f}"
         f"{pool['proctrace']['us_per_task']:>16.2f}  {diff:<24}{pool['proctrace']['spans']}"
+    )
+    diff = against(pool["unsampled_difference_us"], TARGET_UNSAMPLED_EXTRA_US, sign="+")
+    print(
+        f"{'always_off':<11}{pool['bare']['us_per_task']:>14.2f}"
+        f"{pool['unsampled']['us_per_task']:>16.2f}  {diff:<24}none exported"
     )
 
 

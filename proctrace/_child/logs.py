@@ -20,7 +20,8 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
+from contextvars import ContextVar
 from typing import Any
 
 from .._core import onimport as _onimport
@@ -93,24 +94,59 @@ def attach_to_span(
 ) -> MutableMapping[str, Any]:
     """structlog processor: the event also becomes an event of the current span, so a
     backend shows the logs under the span that wrote them."""
-    span = _span.current_span()
-    if _log_events and isinstance(span, _span.Span):
-        if len(span.events) < MAX_SPAN_EVENTS:
-            attrs = {
-                str(k): _args.REDACTED
-                if _args.is_secret(k)
-                else v
-                if type(v) in _PRIMITIVE
-                else _args.safe_repr(_args.scrub(v), _max_repr)
-                for k, v in event_dict.items()
-                if k not in _SKIP
-            }
-            attrs.setdefault("level", method_name)
-            span.events.append((str(event_dict.get("event", "")), time.time_ns(), attrs))
-        else:
-            dropped = span.attributes.get(DROPPED_LOG_EVENTS, 0)
-            span.attributes[DROPPED_LOG_EVENTS] = dropped + 1
+    if _log_events:
+        items = ((k, v) for k, v in event_dict.items() if k not in _SKIP)
+        add_span_event(str(event_dict.get("event", "")), items, method_name)
+        _relaying(logger, method_name)
     return event_dict
+
+
+def add_span_event(
+    name: str, items: Iterable[tuple[Any, Any]], level: str, max_repr: int | None = None
+) -> None:
+    """An event of the current proctrace span (structlog events, stdlib records): secret-looking
+    keys redacted, other values than str, int, float and bool as reprs, at most
+    ``MAX_SPAN_EVENTS`` per span (the rest counted in ``proctrace.dropped_log_events``)."""
+    span = _span.current_span()
+    if not isinstance(span, _span.Span) or not span.sampled:
+        return
+    if len(span.events) >= MAX_SPAN_EVENTS:
+        span.attributes[DROPPED_LOG_EVENTS] = span.attributes.get(DROPPED_LOG_EVENTS, 0) + 1
+        return
+    limit = _max_repr if max_repr is None else max_repr
+    attrs = {
+        str(k): _args.REDACTED
+        if _args.is_secret(k)
+        else v
+        if type(v) in _PRIMITIVE
+        else _args.safe_repr(_args.scrub(v), limit)
+        for k, v in items
+    }
+    attrs.setdefault("level", level)
+    span.events.append((name, time.time_ns(), attrs))
+
+
+# The stdlib logger a structlog event is on its way to (structlog configured over the standard
+# library): its record is that event again, and must not become a second span event.
+_relayed: ContextVar[Any] = ContextVar("proctrace_relayed_event", default=None)
+
+
+def _relaying(logger: Any, method_name: str) -> None:
+    stdlib = sys.modules.get("logging")
+    if stdlib is None or not isinstance(logger, stdlib.Logger):
+        return
+    level = stdlib.getLevelName("ERROR" if method_name == "exception" else method_name.upper())
+    if not isinstance(level, int) or logger.isEnabledFor(level):  # else no record is made
+        _relayed.set(logger)
+
+
+def relayed_by_structlog(logger: Any) -> bool:
+    """True (once) when ``logger``'s record being made carries a structlog event that is a span
+    event already."""
+    if _relayed.get() is logger:
+        _relayed.set(None)
+        return True
+    return False
 
 
 _PRIMITIVE = (str, int, float, bool)

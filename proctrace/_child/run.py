@@ -19,6 +19,7 @@ from typing import Any
 
 from .._core import config as _config
 from .._core import names
+from .._core import onimport as _onimport
 from .._core import redact as _args
 from .._core.ids import SpanRef, parse_traceparent
 from .._core.spec import TraceSpec, function_name, span_name
@@ -58,6 +59,48 @@ def prepare_fork(
     if "structlog" in sys.modules:  # else children will not load it either
         _logs.prepare(settings.log_format)
     _logs.warm(_lock_path(carrier))
+
+
+# (pid, settings) follow_program() last ran for.
+_followed: tuple[int, int] | None = None
+
+
+def follow_program(
+    settings: _config.Settings, start_run: Callable[[], object] | None = None, *, child: bool
+) -> None:
+    """Route what the program itself records in this traced process through the run.
+
+    Spans it makes through the OpenTelemetry API go where proctrace's do (``otel.provide``),
+    once it has imported the API; its stdlib ``logging`` records carry the trace keys and
+    become span events (``stdlog``), once it has imported ``logging``. Neither is loaded
+    before: a child that uses neither pays for neither. ``start_run`` (main program only)
+    sets the run up should a first span end before any process started."""
+    global _followed
+    key = (os.getpid(), id(settings))
+    if _followed == key:
+        return
+    _followed = key
+    _program[:] = [settings]
+
+    def provide() -> None:
+        from . import otel
+
+        otel.provide(settings, start_run, child=child)
+
+    _span.when_api_loaded("provider", provide)
+    _onimport.when_imported("logging", _log_records)
+
+
+# The settings follow_program() last ran with: an import hook registered earlier (one per
+# module) reads them when it fires.
+_program: list[_config.Settings] = []
+
+
+def _log_records(module: object) -> None:
+    from . import stdlog
+
+    settings = _program[-1]
+    stdlog.install(settings.service_name, settings.log_events, settings.max_repr)
 
 
 def _lock_path(carrier: dict[str, Any]) -> str:
@@ -163,6 +206,8 @@ def open_call(
             _wire.set_address(carrier["socket"])
     if settings is None or settings.disabled or parent is None:
         return None
+    if carrier is not None:
+        follow_program(settings, child=True)
     if not parent.sampled:  # nothing recorded; the ids stay current for logs and children
         return _span.Span("", parent[0], parent[1], {}, sampled=False)
     proc = multiprocessing.current_process()
@@ -249,6 +294,7 @@ def run_process(
         proc, carrier, target, spec, settings, args, kwargs
     )
     _logs.configure(settings.log_format, settings.log_events, settings.max_repr)
+    follow_program(settings, child=True)
     _logs.set_lock_path(_lock_path(carrier))
     _logs.set_process_keys(
         process_name=attributes[names.PROCESS_NAME],

@@ -87,7 +87,9 @@ def test_a_sampled_run_exports_every_span_under_its_parent(run_script, receiver,
 def test_a_ratio_keeps_or_drops_each_trace_whole(run_script, receiver):
     """traceidratio 0.5 over several runs: each run's trace is all there or not at all, never
     a child or a task whose parent was dropped."""
-    env = {**receiver.env(), "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5"}
+    env = {
+        **receiver.env(), "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5"
+    }
     source = PROGRAM.replace("range(200)", "range(4)")
     for _ in range(6):
         run = run_script(source, "fork", env=env)
