@@ -72,6 +72,21 @@ def reset_proctrace() -> None:
     run._runtime = run._configured = None  # also a run inherited from another pid
     sys.meta_path[:] = [finder for finder in sys.meta_path if not _is_proctrace(finder)]
     _reset_tracer_provider()
+    _reset_program_routes()
+
+
+def _reset_program_routes() -> None:
+    """Forget the routes of the program's own API spans and log records (``follow_program``),
+    and put back the logging record factory and ``Logger.makeRecord`` if proctrace set them."""
+    from proctrace._child import run as child_run
+    from proctrace._child import span as child_span
+
+    child_run._followed = None
+    child_span._api_callbacks.clear()
+    child_span._watching = False  # its import hook went with the others above
+    stdlog = sys.modules.get("proctrace._child.stdlog")
+    if stdlog is not None:
+        stdlog.uninstall()
 
 
 def _is_proctrace(obj: object) -> bool:

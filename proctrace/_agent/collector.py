@@ -23,15 +23,19 @@ from .._core.records import SpanData
 from . import fates as _fates
 
 BURST_PAUSE = 0.002
+# The longest line a process may send (a record): a process span with 128 log events of
+# the longest reprs is far below; more is dropped, so one bad peer cannot exhaust memory.
+MAX_LINE = 16 << 20
 
 
 class _Connection:
-    __slots__ = ("buffer", "defaults", "open")
+    __slots__ = ("buffer", "defaults", "open", "skipping")
 
     def __init__(self) -> None:
         self.buffer = b""
         self.open: dict[str, SpanData] = {}
         self.defaults: dict[str, Any] = {}
+        self.skipping = False  # inside a line longer than MAX_LINE
 
 
 class Collector:
@@ -55,8 +59,18 @@ class Collector:
         self._waiters_lock = threading.Lock()
         self._waiters: dict[str, threading.Event | None] | None = {} if in_process else None
         self.delivered = 0
+        self._tick: Callable[[], object] | None = None
         self.malformed = 0
         self.trace_ids: dict[str, None] = {}
+
+    def on_tick(self, tick: Callable[[], object]) -> None:
+        """Call ``tick`` on every turn of the serving loop (at least every 50 ms)."""
+        self._tick = tick
+
+    def note_group_signal(self, signum: int) -> None:
+        """The agent received ``signum`` with its process group: spans it ends say so."""
+        if self._fates.group_signal is None:
+            self._fates.group_signal = signum
 
     def stop(self, after: float = 0.0) -> None:
         """Stop once every connection has ended, or ``after`` seconds from now at the latest."""
@@ -86,6 +100,8 @@ class Collector:
                     for record in conn.open.values():
                         self._fates.lost(record)
                     conn.open.clear()
+                if self._tick is not None:
+                    self._tick()
                 if self._fates.waiting():
                     self._fates.tick(time.monotonic())
                 if ready:
@@ -142,6 +158,13 @@ class Collector:
         if not data:
             return False
         *lines, conn.buffer = (conn.buffer + data).split(b"\n")
+        if len(conn.buffer) > MAX_LINE:  # no record is this long: drop it, keep memory bounded
+            conn.buffer = b""
+            conn.skipping = True
+            self.malformed += 1
+        elif conn.skipping and lines:  # the end of the over-long line: not a record either
+            lines = lines[1:]
+            conn.skipping = False
         for line in lines:
             self._handle(conn, line)
         return True

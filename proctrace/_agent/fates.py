@@ -63,6 +63,9 @@ class Fates:
         # still come (a collector running late), must not make a second span.
         self._ended_unstarted: dict[str, None] = {}
         self.abnormal = 0
+        # A signal the agent itself received with the rest of the process group (SIGTERM from
+        # docker stop or systemd, SIGHUP from a closed terminal, SIGINT from Ctrl-C).
+        self.group_signal: int | None = None
 
     def expect(self, announced: ExpectRecord) -> None:
         record: SpanData = {
@@ -196,6 +199,13 @@ class Fates:
             return
         attrs = record["attrs"]
         status, code = _STATUS_ERROR, fate.code
+        if self.group_signal is not None and fate.signal is None and why != NEVER_RAN:
+            stop = signal_name(self.group_signal)
+            attrs[names.STOPPED_BY] = stop
+            if why == STILL_RUNNING:
+                why = f"process was still running when the program was stopped by {stop}"
+            else:
+                why = f"process ended by {stop} sent to the process group"
         if fate.signal is not None and code in (None, -fate.signal):
             why = SIGNALS.get(fate.signal, f"ended by signal {fate.signal}")
             attrs[names.TERMINATED] = True
@@ -224,3 +234,13 @@ def _merge(started: SpanData, announced: SpanData) -> None:
     started["attrs"] = {**announced["attrs"], **started["attrs"]}
     started["quiet_term"] = announced.get("quiet_term", False)
     started["process"] = True
+
+
+def signal_name(signum: int) -> str:
+    """``SIGTERM`` for 15, and so on."""
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"

@@ -5,7 +5,8 @@ socket passed as an inherited descriptor. Keeping the exporter (and its gRPC
 channel) here means no process that forks ever holds one, children never wait
 on the network, and export work runs on another core.
 
-Usage (internal): ``python -m proctrace._agent FD SETTINGS_JSON OWNER_PID``
+Usage (internal): ``python -m proctrace._agent FD OWNER_PID``, the settings as JSON on
+standard input (never on the command line, which every local user can read).
 """
 
 from __future__ import annotations
@@ -25,16 +26,26 @@ DRAIN_TIMEOUT = 0.2
 EXPORT_DEADLINE = 0.5
 
 
-def trace_file_path(directory: str, service: str, owner_pid: int) -> str:
+def trace_file_name(service: str, owner_pid: int) -> str:
     stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime())
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in service) or "trace"
-    return os.path.join(directory, f"{safe}-{stamp}-{owner_pid}.jsonl")
+    return f"{safe}-{stamp}-{owner_pid}.jsonl"
+
+
+# Signals a supervisor or a terminal sends the whole process group. The agent outlives them
+# (it ends when the program does), and says in the spans it ends which one stopped the group.
+GROUP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
 def main(argv: list[str]) -> None:
-    # Ctrl-C reaches the whole process group; the agent ends when the program does.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    fd, settings_json, owner = int(argv[0]), argv[1], int(argv[2])
+    noted: list[int] = []
+    for signum in GROUP_SIGNALS:
+        signal.signal(signum, lambda received, frame: noted.append(received))
+    # Born with these blocked (see _starter/agent_process.py): one that came meanwhile is
+    # delivered now, to the handler.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, GROUP_SIGNALS)
+    fd, owner = int(argv[0]), int(argv[1])
+    settings_json = sys.stdin.buffer.read()
 
     from opentelemetry.sdk.resources import Resource
 
@@ -43,8 +54,12 @@ def main(argv: list[str]) -> None:
     from . import pipeline as _export
 
     settings = _config.Settings.from_dict(json.loads(settings_json))
-    trace_file = trace_file_path(settings.trace_dir, settings.service_name, owner)
-    fallback = trace_file.removesuffix(".jsonl") + "-undelivered.jsonl"
+    from .._otlp import files
+
+    directory = files.DirectoryChoice(settings.trace_dir)
+    name = trace_file_name(settings.service_name, owner)
+    trace_file = files.TraceFile(directory, name)
+    fallback = files.TraceFile(directory, name.removesuffix(".jsonl") + "-undelivered.jsonl")
     # OTEL_RESOURCE_ATTRIBUTES and the SDK's own attributes, as any SDK program has.
     resource = dict(Resource.create({"service.name": settings.service_name}).attributes)
     pipeline = _export.Pipeline(_export.build(settings, trace_file, resource), fallback, resource)
@@ -54,27 +69,48 @@ def main(argv: list[str]) -> None:
         owner_pid=owner,
         drain_timeout=DRAIN_TIMEOUT,
     )
+
+    def tick() -> None:
+        if noted:
+            collector.note_group_signal(noted[0])
+
+    collector.on_tick(tick)
     collector.serve()
     pipeline.shutdown(EXPORT_DEADLINE)
 
     traces = ", ".join(collector.trace_ids) or "none"
-    if "file" in settings.exporters and collector.delivered:
+    moved = f" ({directory.why()})" if directory.why() else ""
+    if trace_file.written and not settings.quiet:
+        where = _export.relative(trace_file.path or "")
+        view = "proctrace view" if not moved else f"proctrace view {where}"
         _say(
-            f"{collector.delivered} spans (trace {traces}) written to "
-            f"{_export.relative(trace_file)}; see them with: proctrace view"
+            f"{trace_file.written} spans (trace {traces}) written to {where}{moved}; "
+            f"see them with: {view}"
         )
     if pipeline.kept:
-        kept = _export.relative(fallback)
+        kept = _export.relative(fallback.path or "")
         _say(
             f"{pipeline.kept} spans could not be sent to {settings.endpoint} "
-            f"({'; '.join(pipeline.errors)}); kept in {kept}; "
+            f"({'; '.join(pipeline.errors)}); kept in {kept}{moved}; "
             f"send them later with: proctrace send {kept}"
+        )
+    # Never claimed as written: said plainly, whatever --quiet says.
+    if trace_file.lost:
+        _say(f"{trace_file.lost} spans lost: no trace file could be written ({trace_file.error})")
+    if fallback.lost:
+        _say(
+            f"{fallback.lost} spans could not be sent to {settings.endpoint} "
+            f"({'; '.join(pipeline.errors)}) and are lost: no file could be written "
+            f"({fallback.error})"
         )
     # An exporter stuck on a dead backend must not hold the agent (or the program) up.
     os._exit(0)
 
 
 def _say(line: str) -> None:
-    sys.stderr.write(f"proctrace: {line}\n")
-    sys.stderr.flush()
+    try:
+        sys.stderr.write(f"proctrace: {line}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):  # the terminal is gone (SIGHUP): the files still say it
+        pass
 

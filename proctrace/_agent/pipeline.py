@@ -46,20 +46,19 @@ class _Exporter:
 
 
 class FileExporter(_Exporter):
-    """Appends each batch as one OTLP/JSON line to a private trace file."""
+    """Appends each batch as one OTLP/JSON line to the run's private trace file."""
 
     name = "file"
 
-    def __init__(self, path: str, resource: Mapping[str, Any]) -> None:
-        self.path = path
+    def __init__(self, file: _otlpjson.TraceFile, resource: Mapping[str, Any]) -> None:
+        self.file = file
         self.resource = resource
 
     def export(self, batch: Sequence[Record]) -> bool:
-        try:
-            _otlpjson.append(self.path, batch, self.resource)
-        except OSError:
-            return False
-        return True
+        return self.file.append(batch, self.resource)  # a failure is counted as lost there
+
+    def shutdown(self) -> None:
+        self.file.close()
 
 
 class OtlpExporter(_Exporter):
@@ -112,7 +111,7 @@ class ConsoleExporter(_Exporter):
 
 
 def build(
-    settings: _config.Settings, trace_file: str, resource: Mapping[str, Any]
+    settings: _config.Settings, trace_file: _otlpjson.TraceFile, resource: Mapping[str, Any]
 ) -> list[_Exporter]:
     """The destinations ``settings`` name."""
     exporters: list[_Exporter] = []
@@ -130,10 +129,13 @@ class Pipeline:
     """A queue drained by one export thread; ``add`` never blocks on the network."""
 
     def __init__(
-        self, exporters: list[_Exporter], fallback_path: str, resource: Mapping[str, Any]
+        self,
+        exporters: list[_Exporter],
+        fallback: _otlpjson.TraceFile,
+        resource: Mapping[str, Any],
     ) -> None:
         self._exporters = exporters
-        self.fallback_path = fallback_path
+        self.fallback = fallback
         self._resource = resource
         self._queue: deque[Record] = deque()
         self._wake = threading.Condition()
@@ -207,11 +209,8 @@ class Pipeline:
             self.errors.append(error)
 
     def _keep(self, batch: Sequence[Record]) -> None:
-        try:
-            _otlpjson.append(self.fallback_path, batch, self._resource)
+        if self.fallback.append(batch, self._resource):
             self.kept += len(batch)
-        except OSError as exc:
-            self._note(f"cannot write {self.fallback_path}: {exc}")
 
     def shutdown(self, timeout: float) -> None:
         """Export what is queued within ``timeout`` seconds; keep the rest in the fallback file."""

@@ -29,6 +29,7 @@ def configure(
     log_events: bool | None = None,
     sampler: object = None,
     sampler_arg: float | None = None,
+    quiet: bool | None = None,
 ) -> None:
     """Set what the ``OTEL_*`` variables would set; arguments win over the environment.
 
@@ -43,8 +44,11 @@ def configure(
     (the default), ``"parentbased_always_off"``, ``"parentbased_traceidratio"``) with
     ``sampler_arg`` its ratio, or one of the SDK's ``ALWAYS_ON``, ``ALWAYS_OFF``,
     ``TraceIdRatioBased(r)``, ``ParentBased(...)``; it decides once per trace, and
-    child processes and tasks follow. Raises ConfigurationError for a bad value;
-    call it before the first traced process starts.
+    child processes and tasks follow. ``quiet=True`` keeps proctrace's own lines
+    (``process started``/``finished``/``failed``, ``spans written to``) off stderr; warnings
+    stay. Raises ConfigurationError for a bad argument (a bad variable in the environment
+    is one warning on stderr, and its fallback applies); call it before the first traced
+    process starts.
     """
     from .._starter import run as _starter
 
@@ -62,6 +66,7 @@ def configure(
             log_events=log_events,
             sampler=sampler,
             sampler_arg=sampler_arg,
+            quiet=quiet,
         )
     )
 

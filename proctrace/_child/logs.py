@@ -79,7 +79,8 @@ def _locked_fd() -> int | None:
     if _lock_path is None:
         return None
     if _lock_fd is None:
-        _lock_fd = os.open(_lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
+        # In the run's private (0700) directory; never through a link all the same.
+        _lock_fd = os.open(_lock_path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     return _lock_fd
 
 
@@ -117,6 +118,8 @@ def add_span_event(
     attrs = {
         str(k): _args.REDACTED
         if _args.is_secret(k)
+        else _args.redact_text(v)
+        if type(v) is str
         else v
         if type(v) in _PRIMITIVE
         else _args.safe_repr(_args.scrub(v), limit)
@@ -210,14 +213,17 @@ def _colors() -> bool:
         return False
 
 
-def configure(log_format: str, log_events: bool = True, max_repr: int = 256) -> None:
+def configure(
+    log_format: str, log_events: bool = True, max_repr: int = 256, quiet: bool = False
+) -> None:
     """Set up logging in this process (once per process): structlog now if it is loaded or
-    the console format is wanted, else when the program imports it."""
-    global _configured_pid, _log_format, _log_events, _max_repr
+    the console format is wanted, else when the program imports it. ``quiet``: proctrace's
+    own lifecycle events are span events only, never lines on stderr."""
+    global _configured_pid, _log_format, _log_events, _max_repr, _quiet
     if _configured_pid == os.getpid():
         return
     _configured_pid = os.getpid()
-    _log_format, _log_events, _max_repr = log_format, log_events, max_repr
+    _log_format, _log_events, _max_repr, _quiet = log_format, log_events, max_repr, quiet
     if not _use_json(log_format):
         _configure_structlog()  # the console renderer is structlog's
     else:
@@ -225,6 +231,7 @@ def configure(log_format: str, log_events: bool = True, max_repr: int = 256) -> 
 
 
 _log_format = "auto"
+_quiet = False
 # True when proctrace configured structlog: its events can then be rendered here, without
 # structlog's logger machinery, to exactly the same lines. Else they go through the
 # application's own structlog configuration.
@@ -305,7 +312,12 @@ def warm(lock_path: str) -> None:
 
 def emit(level: str, event: str, exc_info: BaseException | None = None, **keys: Any) -> None:
     """One lifecycle event: through the application's structlog configuration if it has one
-    (or for the console renderer), else rendered here as proctrace's chain would."""
+    (or for the console renderer), else rendered here as proctrace's chain would. Quiet
+    (``PROCTRACE_QUIET``, ``proctrace run --quiet``): only the span event, no line."""
+    if _quiet:
+        event_dict: dict[str, Any] = {**keys, "event": event}
+        attach_to_span(None, level, add_process_context(None, level, event_dict))
+        return
     structlog_module = sys.modules.get("structlog")
     if structlog_module is not None and structlog_module.is_configured() and (
         not _ours or not _use_json(_log_format)

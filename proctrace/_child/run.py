@@ -219,7 +219,13 @@ def open_call(
     )
 
 
+INTERRUPTED = "interrupted (KeyboardInterrupt)"
+
+
 def _failed(span: _span.Span, exc: BaseException) -> tuple[int, str]:
+    """ERROR, with the ``exception`` event; Ctrl-C (KeyboardInterrupt) is said plainly."""
+    if isinstance(exc, KeyboardInterrupt):
+        return _span.STATUS_ERROR, INTERRUPTED
     if span.sampled:
         span.record_exception(exc)
     return _span.STATUS_ERROR, f"{type(exc).__name__}: {exc}"
@@ -293,7 +299,9 @@ def run_process(
     attributes, shown_args, shown_kwargs = _attributes(
         proc, carrier, target, spec, settings, args, kwargs
     )
-    _logs.configure(settings.log_format, settings.log_events, settings.max_repr)
+    _logs.configure(
+        settings.log_format, settings.log_events, settings.max_repr, settings.quiet
+    )
     follow_program(settings, child=True)
     _logs.set_lock_path(_lock_path(carrier))
     _logs.set_process_keys(
@@ -327,8 +335,7 @@ def run_process(
             raise
         except BaseException as exc:
             failure, exit_code = exc, 1
-            span.record_exception(exc)
-            status, message = _span.STATUS_ERROR, f"{type(exc).__name__}: {exc}"
+            status, message = _failed(span, exc)
             raise
         finally:
             duration_ms = round((time.perf_counter() - started) * 1000, 3)

@@ -20,7 +20,7 @@ from typing import Any
 
 from .._core import onimport as _onimport
 from .._core.ids import SpanRef, new_id, parse_traceparent, traceparent
-from .._core.names import STATUS_ERROR, STATUS_OK, STATUS_UNSET
+from .._core.names import DROPPED_LOG_EVENTS, STATUS_ERROR, STATUS_OK, STATUS_UNSET
 from . import wire as _wire
 
 __all__ = [
@@ -131,6 +131,9 @@ class Span:
         if not self.sampled:
             return end_ns
         if self.announced:
+            dropped = self.attributes.get(DROPPED_LOG_EVENTS)
+            if dropped:  # counted after the start record went out
+                attributes = {**(attributes or {}), DROPPED_LOG_EVENTS: dropped}
             _wire.send(
                 {
                     "k": "end",
@@ -207,30 +210,40 @@ def current_ids() -> SpanRef | None:
 def activate(span: Span | Parent) -> Iterator[None]:
     """Make ``span`` current here, and in OpenTelemetry's context.
 
-    When the API is not loaded yet, the span waits for it (``_Pending``): should the
-    program import it inside (a spawn child importing ``opentelemetry`` in its
-    target), the span is made current there at that moment, so the program's spans
-    nest under it, and is detached again when this block ends."""
+    When the API is not loaded yet and the program imports it inside this block (a
+    spawn child importing ``opentelemetry`` in its target), the innermost span is
+    made current there at that moment (``_api_loaded``), and each block that ends
+    hands over to the span around it, so the program's spans nest under the right
+    one before and after."""
     token = _current.set(span)
-    otel_token = None
-    pending = pending_token = None
     if "opentelemetry.trace" in sys.modules:
         otel_token = _attach(span)
-    else:
-        pending = _Pending(span, _pending.get())
-        pending_token = _pending.set(pending)
+        try:
+            yield
+        finally:
+            from opentelemetry import context
+
+            context.detach(otel_token)
+            _current.reset(token)
+        return
+    if not _watching:
         _watch_api()
     try:
         yield
     finally:
-        if pending is not None and pending_token is not None:
-            _pending.reset(pending_token)
-            otel_token = _attached_at_import(pending)
-        if otel_token is not None:
+        attached = _attached.get()
+        mine = bool(attached) and attached[-1][0] is span
+        if mine:
             from opentelemetry import context
 
-            context.detach(otel_token)
+            context.detach(attached[-1][1])
+            attached = attached[:-1]
         _current.reset(token)
+        if mine:
+            outer = _current.get()
+            if outer is not None:  # entered before the import too: current from now on
+                attached = (*attached, (outer, _attach(outer)))
+            _attached.set(attached)
 
 
 def _attach(span: Span | Parent) -> Any:
@@ -248,52 +261,31 @@ def _attach(span: Span | Parent) -> Any:
     return context.attach(trace.set_span_in_context(trace.NonRecordingSpan(span_context)))
 
 
-class _Pending:
-    """An ``activate()`` entered before the OpenTelemetry API was loaded, and the one around it."""
-
-    __slots__ = ("outer", "span")
-
-    def __init__(self, span: Span | Parent, outer: _Pending | None) -> None:
-        self.span = span
-        self.outer = outer
-
-
-_pending: ContextVar[_Pending | None] = ContextVar("proctrace_pending_otel", default=None)
-# The pending spans attached when the API was imported, with their tokens: per context, so
-# that only the context that attached them detaches them.
-_attached: ContextVar[tuple[tuple[_Pending, Any], ...]] = ContextVar(
+# Spans made current in OpenTelemetry's context after their activate() began (the API was
+# imported inside it), innermost last, with their tokens. Per context: only the context that
+# attached one detaches it.
+_attached: ContextVar[tuple[tuple[Span | Parent, Any], ...]] = ContextVar(
     "proctrace_attached_otel", default=()
 )
 # What to do once the program imports the API, by key (see when_api_loaded).
 _api_callbacks: dict[str, Callable[[], None]] = {}
-
-
-def _attached_at_import(pending: _Pending) -> Any:
-    attached = _attached.get()
-    for i, (entry, otel_token) in enumerate(attached):
-        if entry is pending:
-            _attached.set(attached[:i] + attached[i + 1 :])
-            return otel_token
-    return None
+_watching = False  # an import hook for opentelemetry.trace is in place
 
 
 def _watch_api() -> None:
+    global _watching
+    _watching = True
     _onimport.when_imported("opentelemetry.trace", _api_loaded)
 
 
 def _api_loaded(module: ModuleType) -> None:
     """Right after the program imported ``opentelemetry.trace`` (the SDK may be halfway
     through its own import: only the API is used here)."""
-    chain = []
-    pending = _pending.get()
-    while pending is not None:
-        chain.append(pending)
-        pending = pending.outer
-    attached = list(_attached.get())
-    for entry in reversed(chain):  # outermost first, so that detaching unwinds in order
-        attached.append((entry, _attach(entry.span)))
-    if attached:
-        _attached.set(tuple(attached))
+    global _watching
+    _watching = False
+    span = _current.get()
+    if span is not None:
+        _attached.set((*_attached.get(), (span, _attach(span))))
     callbacks = list(_api_callbacks.values())
     _api_callbacks.clear()
     for callback in callbacks:

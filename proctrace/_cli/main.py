@@ -21,7 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser(
         "run",
-        help="run an unmodified program with every child process and pool task traced",
+        help="run a program as python would, with every child process and pool task traced",
         add_help=False,
     )
 
@@ -42,14 +42,24 @@ def _parser() -> argparse.ArgumentParser:
         "view",
         help="show the process tree of a run from its local trace files",
         description=(
-            "Print each trace as a tree of processes and spans: name, pid, parent pid, start "
-            "method, duration, status, exit code and arguments. Without PATH: the newest run "
-            "under .proctrace (or PROCTRACE_DIR), its undelivered spans included."
+            "Print each trace as a tree of processes and spans: name, process name, pid, "
+            "parent pid, start method, duration, status, exit code, arguments and resource "
+            "use; six or more same-name siblings as one line (--all lists them). Without "
+            "PATH: the newest run under .proctrace (or PROCTRACE_DIR), its undelivered spans "
+            "included. A file that cannot be read is said in one line; exit 1 when nothing "
+            "could be read."
         ),
     )
     view.add_argument("paths", nargs="*", metavar="PATH", help="trace files or directories")
     view.add_argument("--trace", metavar="ID", help="show only this trace (a prefix will do)")
-    view.add_argument("--html", metavar="OUT", help="write a self-contained HTML waterfall")
+    view.add_argument(
+        "--html", metavar="OUT",
+        help="write a self-contained HTML page: a waterfall, and one lane per process",
+    )
+    view.add_argument(
+        "--all", action="store_true",
+        help="list every span (same-name siblings are otherwise summarised in one line)",
+    )
     view.add_argument(
         "--color", choices=("auto", "always", "never"), default="auto", help="colour the tree"
     )
@@ -90,36 +100,48 @@ def _send(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 
 
 def _view(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    from .._view import spans as _view
+    """Read every path given (or the newest run), say in one line per file what could not be
+    read, and exit 1 when nothing could."""
+    from .._view import reading as _reading
+    from .._view import spans as _spans
     from .._view import text as _text
 
     if ns.paths:
-        files = _view.expand(ns.paths)
+        reading = _reading.Reading().add(ns.paths)
     else:
         directory = os.environ.get("PROCTRACE_DIR") or _config.DEFAULT_TRACE_DIR
-        files = _view.default_files(directory)
+        files = _reading.default_files(directory)
         if not files:
             parser.exit(1, f"proctrace: no trace files under {directory}\n")
-    try:
-        roots = _view.trees(_view.read_spans(files))
-    except OSError as exc:
-        parser.exit(1, f"proctrace: {exc}\n")
+        reading = _reading.Reading().add(files)
+    for note in reading.notes:
+        print(f"proctrace: {note}", file=sys.stderr)
+    if not reading.spans:
+        parser.exit(1, "proctrace: no spans could be read\n")
+    roots = _spans.trees(reading.spans.values())
     if ns.trace:
         roots = {t: r for t, r in roots.items() if t.startswith(ns.trace.lower())}
         if not roots:
-            parser.exit(1, f"proctrace: no trace {ns.trace} in {', '.join(files)}\n")
+            parser.exit(1, f"proctrace: no trace {ns.trace} in {', '.join(reading.files)}\n")
     if ns.html:
         from .._view import html as _html
 
-        with open(ns.html, "w", encoding="utf-8") as out:
-            out.write(_html.page(roots, ", ".join(os.path.basename(f) for f in files)))
+        title = ", ".join(os.path.basename(f) for f in reading.files[:5])
+        try:
+            with open(ns.html, "w", encoding="utf-8") as out:
+                out.write(_html.page(roots, title))
+        except OSError as exc:
+            parser.exit(1, f"proctrace: cannot write {ns.html}: {exc.strerror or exc}\n")
         print(f"proctrace: wrote {ns.html} ({len(roots)} traces)")
         return
     color = ns.color == "always" or (
         ns.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     )
-    for line in _text.render(roots, color=color):
-        print(line)
+    try:
+        for line in _text.render(roots, color=color, expand_all=ns.all):
+            print(line)
+    except BrokenPipeError:  # `proctrace view | head`: the reader has seen enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def main(argv: Sequence[str] | None = None) -> None:

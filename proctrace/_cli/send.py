@@ -7,7 +7,6 @@ and timeout.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -28,32 +27,64 @@ def _warn(line: str) -> None:
     sys.stderr.write(f"proctrace: {line}\n")
 
 
+class Unreadable(ValueError):
+    """Nothing in the file could be sent, and why."""
+
+
 def send_file(path: str, settings: _config.Settings) -> int:
     """Export every request in ``path``; return the number of spans sent.
 
     The file is removed once everything in it was accepted; on the first
-    failure it is kept untouched, and the error is raised.
+    failure it is kept untouched, and the error is raised. A line that cannot be
+    read or is not an export request is said on stderr (the first five, then a
+    count) and skipped: the rest is sent and the file kept. When nothing in it
+    can be read, ``Unreadable`` is raised and nothing is sent.
     """
     if settings.endpoint is None:
         raise _config.ConfigurationError(
             "no OTLP endpoint: set OTEL_EXPORTER_OTLP_ENDPOINT or pass --endpoint"
         )
-    requests = list(_otlpjson.read(path))
+    bad: list[str] = []
+    count = 0
+
+    def say(line: int, why: str) -> None:
+        nonlocal count
+        count += 1
+        if len(bad) < 5:
+            bad.append(f"line {line}: {why}")
+
+    messages = []
+    for line, request in _otlpjson.read_lines(path, say):
+        try:
+            messages.append((otlpjson.to_protobuf(request).SerializeToString(), _count(request)))
+        except Exception as exc:  # a shape protobuf refuses: a bad line, not a crash
+            say(line, f"not an OTLP export request ({describe_error(exc)[:160]})")
+    if count and not messages:
+        raise Unreadable(f"nothing in it could be read: {bad[0]}")
+    for why in bad:
+        _warn(f"{path}: {why}")
+    if count > len(bad):
+        _warn(f"{path}: {count - len(bad)} more lines could not be read")
     sender = transport.Transport(
         transport.options_from_env(settings.endpoint, settings.protocol, warn=_warn)
     )
     sent = 0
     try:
-        for request in requests:
-            sender.send(otlpjson.to_protobuf(request).SerializeToString())
-            sent += _count(request)
+        for message, spans in messages:
+            sender.send(message)
+            sent += spans
     finally:
         sender.close()
-    os.remove(path)
+    if count:
+        _warn(f"{path} is kept: {count} line{'s' if count > 1 else ''} could not be sent")
+        return sent
+    problem = _otlpjson.remove_delivered(path)
+    if problem is not None:
+        _warn(f"{path} was sent but not removed: {problem}")
     return sent
 
 
 def describe_error(exc: BaseException) -> str:
-    if isinstance(exc, transport.TransportError):
+    if isinstance(exc, transport.TransportError | Unreadable):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"

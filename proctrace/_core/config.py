@@ -2,24 +2,27 @@
 
 Settings are plain data so they can ride inside a carrier to spawn and
 forkserver children; a child never validates or fails on them again.
+
+A bad value given as an argument (``configure()``, ``proctrace run``'s options) is a
+programmer's error: ``ConfigurationError``. A bad value in the environment never breaks
+the program: ``fromenv`` reports it in one line and uses a fallback.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import sys
 from collections.abc import Iterable, Mapping
 
+from . import fromenv as _env
 from . import sampling
-
-EXPORTERS = ("otlp", "console", "none")
-PROTOCOLS = ("grpc", "http/protobuf")
-LOG_FORMATS = ("auto", "json", "console")
-DEFAULT_PROTOCOL = "grpc"
-DEFAULT_MAX_REPR = 256
-DEFAULT_TRACE_DIR = ".proctrace"
+from .fromenv import DEFAULT_MAX_REPR as DEFAULT_MAX_REPR
+from .fromenv import DEFAULT_PROTOCOL as DEFAULT_PROTOCOL
+from .fromenv import DEFAULT_TRACE_DIR as DEFAULT_TRACE_DIR
+from .fromenv import EXPORTERS as EXPORTERS
+from .fromenv import LOG_FORMATS as LOG_FORMATS
+from .fromenv import PROTOCOLS as PROTOCOLS
 
 
 class ConfigurationError(ValueError):
@@ -42,6 +45,7 @@ class Settings:
     log_events: bool = True  # structlog events of a traced child also become span events
     sampler: str = sampling.DEFAULT  # one of sampling.SAMPLERS
     sampler_ratio: float = 1.0  # for the traceidratio samplers
+    quiet: bool = False  # no lifecycle log lines on stderr, no "spans written to" line
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -65,23 +69,10 @@ def default_service_name() -> str:
     return stem or "python"
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _check_endpoint(name: str, endpoint: str) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(endpoint)
-    try:
-        parts.port  # noqa: B018 - raises ValueError for a malformed port
-    except ValueError as exc:
-        raise ConfigurationError(f"{name}={endpoint!r}: {exc}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(
-            f"{name}={endpoint!r} is not a URL like http://localhost:4317 "
-            "(it needs an http:// or https:// scheme and a host)"
-        )
+def _check_endpoint(endpoint: str) -> str:
+    problem = _env.endpoint_problem(endpoint)
+    if problem is not None:
+        raise ConfigurationError(f"endpoint={_env.public_url(endpoint)!r} {problem}")
     return endpoint
 
 
@@ -89,6 +80,56 @@ def _path_is_empty(endpoint: str) -> bool:
     from urllib.parse import urlsplit
 
     return not urlsplit(endpoint).path.strip("/")
+
+
+def _protocol(env: Mapping[str, str], protocol: str | None, say: _env.Warn) -> str:
+    if protocol is None:
+        return _env.protocol(env, say)
+    chosen = protocol.strip().lower()
+    if chosen not in PROTOCOLS:
+        raise ConfigurationError(
+            f"OTLP protocol {protocol!r} is not supported; use one of {', '.join(PROTOCOLS)}"
+        )
+    return chosen
+
+
+def _exporters(
+    env: Mapping[str, str],
+    exporter: str | Iterable[str] | None,
+    endpoint: str | None,
+    protocol: str,
+    say: _env.Warn,
+) -> tuple[tuple[str, ...], str | None]:
+    """The exporters and the traces endpoint they send to."""
+    bad_endpoint = None
+    if endpoint is not None:
+        traces_endpoint: str | None = _check_endpoint(endpoint)
+        if protocol == "http/protobuf" and _path_is_empty(endpoint):
+            traces_endpoint = endpoint.rstrip("/") + "/v1/traces"
+    else:
+        traces_endpoint, bad_endpoint = _env.endpoint(env, protocol)
+    warning = None
+    if exporter is None:
+        exporters, warning = _env.exporters(env, traces_endpoint, bad_endpoint)
+    else:
+        names = exporter.split(",") if isinstance(exporter, str) else list(exporter)
+        exporters = tuple(dict.fromkeys(n.strip().lower() for n in names if n.strip()))
+        unknown = [n for n in exporters if n not in EXPORTERS]
+        if unknown or not exporters:
+            raise ConfigurationError(
+                f"traces exporter {', '.join(unknown) or repr(exporter)} is not supported; "
+                f"use one or more of {', '.join(EXPORTERS)}"
+            )
+    if "none" in exporters:
+        exporters = ("none",)
+    if "otlp" in exporters and traces_endpoint is None:
+        traces_endpoint = _env.default_endpoint(protocol)
+    if bad_endpoint is not None:
+        say(_env.endpoint_warning(bad_endpoint, exporters, traces_endpoint))
+    line = warning(exporters, traces_endpoint) if warning is not None else None
+    if line is not None:
+        say(line)
+    return exporters, traces_endpoint
 
 
 def resolve(
@@ -106,121 +147,71 @@ def resolve(
     log_events: bool | None = None,
     sampler: object = None,
     sampler_arg: float | None = None,
+    quiet: bool | None = None,
+    warn: _env.Warn | None = None,
 ) -> Settings:
-    """Merge arguments over environment variables; raise ConfigurationError on bad values."""
+    """Merge arguments over environment variables. A bad argument raises ConfigurationError;
+    a bad variable is reported to ``warn`` (default: one ``proctrace:`` line on stderr, once
+    per process) and its fallback is used (``fromenv``)."""
     env = os.environ if env is None else env
+    say = _env.warn_once if warn is None else warn
     if disabled is None:
-        disabled = _truthy(env.get("OTEL_SDK_DISABLED"))
-
-    protocol = protocol or env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get(
-        "OTEL_EXPORTER_OTLP_PROTOCOL"
-    ) or DEFAULT_PROTOCOL
-    protocol = protocol.strip().lower()
-    if protocol not in PROTOCOLS:
-        raise ConfigurationError(
-            f"OTLP protocol {protocol!r} is not supported; use one of {', '.join(PROTOCOLS)}"
-        )
-
-    traces_endpoint: str | None
-    if endpoint is not None:
-        traces_endpoint = _check_endpoint("endpoint", endpoint)
-        if protocol == "http/protobuf" and _path_is_empty(endpoint):
-            traces_endpoint = endpoint.rstrip("/") + "/v1/traces"
-    elif env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
-        traces_endpoint = _check_endpoint(
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
-        )
-    elif env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        base = _check_endpoint("OTEL_EXPORTER_OTLP_ENDPOINT", env["OTEL_EXPORTER_OTLP_ENDPOINT"])
-        traces_endpoint = base.rstrip("/") + "/v1/traces" if protocol != "grpc" else base
-    else:
-        traces_endpoint = None
-
-    if exporter is None:
-        exporter = env.get("OTEL_TRACES_EXPORTER") or None
-    if exporter is None:
-        exporters: tuple[str, ...] = ("otlp",) if traces_endpoint else ("file",)
-    else:
-        names = exporter.split(",") if isinstance(exporter, str) else list(exporter)
-        exporters = tuple(dict.fromkeys(n.strip().lower() for n in names if n.strip()))
-        unknown = [n for n in exporters if n not in EXPORTERS]
-        if unknown or not exporters:
-            raise ConfigurationError(
-                f"traces exporter {', '.join(unknown) or repr(exporter)} is not supported; "
-                f"use one or more of {', '.join(EXPORTERS)}"
-            )
-        if "none" in exporters:
-            exporters = ("none",)
-        if "otlp" in exporters and traces_endpoint is None:
-            # Same default as the OpenTelemetry SDK: a collector on this machine.
-            traces_endpoint = (
-                "http://localhost:4317" if protocol == "grpc" else "http://localhost:4318/v1/traces"
-            )
+        disabled = _env.sdk_disabled(env, say)
+    chosen_protocol = _protocol(env, protocol, say)
+    exporters, traces_endpoint = _exporters(env, exporter, endpoint, chosen_protocol, say)
 
     if max_repr is None:
-        raw = env.get("PROCTRACE_MAX_REPR", str(DEFAULT_MAX_REPR))
-        try:
-            max_repr = int(raw)
-        except ValueError:
-            raise ConfigurationError(f"PROCTRACE_MAX_REPR={raw!r} is not a whole number") from None
-    if max_repr < 8:
+        max_repr = _env.max_repr(env, say)
+    elif max_repr < 8:
         raise ConfigurationError(f"max_repr={max_repr} is too small; use 8 or more")
 
-    log_format = (log_format or env.get("PROCTRACE_LOG_FORMAT") or "auto").strip().lower()
-    if log_format not in LOG_FORMATS:
-        raise ConfigurationError(
-            f"log format {log_format!r} is not supported; use one of {', '.join(LOG_FORMATS)}"
-        )
+    if log_format is None:
+        log_format = _env.log_format(env, say)
+    else:
+        log_format = log_format.strip().lower()
+        if log_format not in LOG_FORMATS:
+            raise ConfigurationError(
+                f"log format {log_format!r} is not supported; use one of {', '.join(LOG_FORMATS)}"
+            )
 
-    directory = os.fspath(trace_dir or env.get("PROCTRACE_DIR") or DEFAULT_TRACE_DIR)
+    directory = os.fspath(trace_dir) if trace_dir else _env.trace_dir(env, say)
     if isinstance(redact, str):
         raise ConfigurationError("redact must be a sequence of names, not one string")
-    redact = tuple(str(n).lower() for n in redact)
     if log_events is None:
-        raw_events = env.get("PROCTRACE_LOG_EVENTS", "true").strip().lower()
-        if raw_events not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            raise ConfigurationError(f"PROCTRACE_LOG_EVENTS={raw_events!r} is not true or false")
-        log_events = _truthy(raw_events)
-    sampler_name, sampler_ratio = _sampler(env, sampler, sampler_arg)
+        log_events = _env.flag(env, "PROCTRACE_LOG_EVENTS", True, say)
+    if quiet is None:
+        quiet = _env.flag(env, "PROCTRACE_QUIET", False, say)
+    if sampler is None:
+        sampler_name, sampler_ratio = _env.sampler(env, say)
+    else:
+        sampler_name, sampler_ratio = _sampler(sampler, sampler_arg)
     return Settings(
         sampler=sampler_name,
         sampler_ratio=sampler_ratio,
         log_events=log_events,
-        service_name=service_name or env.get("OTEL_SERVICE_NAME") or default_service_name(),
+        quiet=quiet,
+        service_name=service_name or _env.service_name(env, default_service_name, say),
         exporters=exporters,
-        protocol=protocol,
+        protocol=chosen_protocol,
         endpoint=traces_endpoint,
         disabled=disabled,
         trace_dir=os.path.abspath(directory),
         max_repr=max_repr,
         log_format=log_format,
-        redact=redact,
+        redact=tuple(str(n).lower() for n in redact),
     )
 
 
 def _ratio(name: str, raw: object) -> float:
-    try:
-        ratio = float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{name}={raw!r} is not a number") from None
-    if not (math.isfinite(ratio) and 0.0 <= ratio <= 1.0):
+    ratio = _env.ratio(raw)
+    if ratio is None:
         raise ConfigurationError(f"{name}={raw!r} is not a ratio between 0 and 1")
     return ratio
 
 
-def _sampler(env: Mapping[str, str], sampler: object, arg: float | None) -> tuple[str, float]:
-    """The sampler's name and ratio: ``configure(sampler=...)`` (a name, or one of the
-    OpenTelemetry SDK's standard samplers), else ``OTEL_TRACES_SAMPLER`` and its argument."""
-    if sampler is None:
-        name = (env.get("OTEL_TRACES_SAMPLER") or sampling.DEFAULT).strip().lower()
-        if name not in sampling.SAMPLERS:
-            raise ConfigurationError(
-                f"OTEL_TRACES_SAMPLER={name!r} is not supported; use one of "
-                + ", ".join(sampling.SAMPLERS)
-            )
-        raw = env.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
-        ratio = _ratio("OTEL_TRACES_SAMPLER_ARG", raw) if raw and "ratio" in name else 1.0
-        return name, ratio
+def _sampler(sampler: object, arg: float | None) -> tuple[str, float]:
+    """``configure(sampler=...)``'s name and ratio: a name, or one of the OpenTelemetry SDK's
+    standard samplers (``OTEL_TRACES_SAMPLER`` is read by ``fromenv.sampler``)."""
     if isinstance(sampler, str):
         name = sampler.strip().lower()
         if name not in sampling.SAMPLERS:

@@ -22,6 +22,7 @@ ARGS = "proctrace.args"
 KWARGS_PREFIX = "proctrace.kwargs."
 TERMINATED = "proctrace.terminated"
 ABNORMAL_END = "proctrace.abnormal_end"
+STOPPED_BY = "proctrace.stopped_by"  # the signal the whole process group was stopped with
 RUNNING_AT_EXIT = "proctrace.running_at_exit"  # a pool worker still running at exit
 DROPPED_LOG_EVENTS = "proctrace.dropped_log_events"
 

@@ -1,59 +1,178 @@
-"""Arguments as safe text: bounded reprs, and secrets replaced before anything is recorded."""
+"""Arguments as safe text: bounded reprs, and secrets replaced before anything is recorded.
+
+Two layers. ``scrub`` replaces secrets structurally: values under secret-looking keys of
+mappings, fields of dataclasses, namedtuples and ``SimpleNamespace``, attributes of objects
+with a custom repr, the value of a ``(name, value)`` pair. ``redact_text`` then cleans the
+repr text, which ``safe_repr`` applies to every repr it makes: the password of a URL's
+userinfo, ``Bearer``/``Basic`` tokens, and the value in ``name=value``, ``name: value``,
+``'name': value`` and ``('name', value)`` (query strings included) whose name looks secret.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
+import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .spec import takes_self
+
 REDACTED = "[REDACTED]"
-SECRET_WORDS = (
-    "password",
-    "passwd",
-    "secret",
-    "token",
-    "api_key",
-    "apikey",
-    "authorization",
-    "credential",
-    "private_key",
-)
+SECRET_WORDS = ("password", "passwd", "secret", "token", "api_key", "apikey", "authorization",
+                "credential", "private_key")  # fmt: skip
 _MAX_DEPTH = 6
+_MAX_ATTRS = 64  # attributes of one object searched
+_MAX_STR = 4096  # longer strings are cleaned in their repr only (safe_repr)
+_MARGIN = 1024  # text past the cut still cleaned, so a cut cannot part a secret from its name
+_SECRET_CACHE: dict[tuple[str, tuple[str, ...]], bool] = {}
 
 
 def is_secret(name: object, extra: tuple[str, ...] = ()) -> bool:
     """True when a key or parameter name looks like it holds a secret (case-insensitive)."""
     if not isinstance(name, str):
         return False
-    lowered = name.lower().replace("-", "_")
-    return any(word in lowered for word in SECRET_WORDS) or any(
-        word in lowered for word in extra
-    )
+    key = (name, extra)
+    found = _SECRET_CACHE.get(key) if type(name) is str else None  # names recur: cached
+    if found is None:
+        lowered = name.lower().replace("-", "_")
+        found = any(w in lowered for w in SECRET_WORDS) or any(w in lowered for w in extra)
+        if type(name) is str and len(name) <= 256:
+            if len(_SECRET_CACHE) >= 4096:
+                _SECRET_CACHE.clear()
+            _SECRET_CACHE[key] = found
+    return found
 
 
-class _Redacted:
-    __slots__ = ()
+# --- text ------------------------------------------------------------------------------------
+# scheme://user:PASSWORD@host: the password runs to the last "@" of the whitespace-delimited
+# token (a raw "@" in a password is common); "host:443/path@x" is a port, not a password.
+_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]{0,30}://[^\s:/]*:)(\S*?)@(?=[^\s@]*(?:\s|\Z))")
+_PORT = re.compile(r"\d{1,5}[/?#]")
+_AUTH = re.compile(r"\b(bearer|basic)([ \t]+)(?!\[REDACTED\])([^\s'\",;)\]}]+)", re.I)
+_SCHEME_WORD = re.compile(r"(?:bearer|basic|token|digest|negotiate)[ \t]+(?=\S)", re.I)
+_STRING = re.compile(r"""[bBrRuUfF]{0,2}(?:'(?:[^'\\]|\\.?)*'?|"(?:[^"\\]|\\.?)*"?)""", re.S)
+_STOP = frozenset(" \t\r\n\f\v,;&)]}'\"")
+_QUERY_STOP = frozenset(" \t\r\n\f\v&#'\"")
+_TRIGGERS = (*SECRET_WORDS, "api-key", "private-key")
+_NAMED: dict[tuple[str, ...], re.Pattern[str]] = {}
+
+
+def _named(extra: tuple[str, ...]) -> re.Pattern[str]:
+    """``name=``, ``name:``, ``'name':`` or ``'name',`` where name holds a secret word."""
+    found = _NAMED.get(extra)
+    if found is None:
+        words = "|".join(re.escape(w).replace("_", "[_-]") for w in SECRET_WORDS + extra if w)
+        name = r"[\w.\-]{0,64}(?:" + words + r")[\w.\-]{0,64}"
+        found = _NAMED[extra] = re.compile(
+            r"(?<![\w.\-])[bB]?(['\"]?)(" + name + r")\1[ \t]*(=|:(?!//)|,)[ \t]*", re.I
+        )
+    return found
+
+
+def _url_password(m: re.Match[str]) -> str:
+    if _PORT.match(m.group(2)):
+        return m.group(0)
+    return m.group(1) + REDACTED + "@"
+
+
+def _auth_token(m: re.Match[str]) -> str:
+    scheme, token = m.group(1), m.group(3)
+    plain_word = token.isalpha() and token[1:].islower()
+    if plain_word and (scheme.islower() or scheme.lower() == "basic"):
+        return m.group(0)  # prose: "the bearer of", "Basic usage"
+    return scheme + m.group(2) + REDACTED
+
+
+def _value_end(text: str, i: int, query: bool) -> int:
+    """Where the value starting at ``text[i]`` ends: a quoted string, or a run up to a
+    delimiter outside brackets (the rest of the text when a bracket never closes)."""
+    m = _STRING.match(text, i)
+    if m is not None:
+        return m.end()
+    stop = _QUERY_STOP if query else _STOP
+    depth, j, n = 0, i, len(text)
+    while j < n:
+        c = text[j]
+        if depth:
+            if c in "'\"":
+                j = _STRING.match(text, j).end()  # type: ignore[union-attr]
+                continue
+            if c in "([{":
+                depth += 1
+            elif c in ")]}":
+                depth -= 1
+        elif c in stop:
+            break
+        elif c in "([{":
+            depth = 1
+        j += 1
+    return j
+
+
+def _redact_named(text: str, extra: tuple[str, ...]) -> str:
+    out: list[str] = []
+    pos = 0
+    for m in _named(extra).finditer(text):
+        start = m.start()
+        if start < pos or not is_secret(m.group(2), extra):
+            continue
+        sep, i = m.group(3), m.end()
+        if sep == ",":  # ('name', value) or ['name', value]: a pair only
+            j = start - 1
+            while j >= 0 and text[j] in " \t":
+                j -= 1
+            if not m.group(1) or j < 0 or text[j] not in "([":
+                continue
+        scheme = _SCHEME_WORD.match(text, i)
+        if scheme is not None:
+            i = scheme.end()
+        if text.startswith(REDACTED, i):
+            continue  # already hidden
+        end = _value_end(text, i, sep == "=" and start > 0 and text[start - 1] in "?&;")
+        if sep == "," and text[end:].lstrip(" \t")[:1] not in (")", "]"):
+            continue
+        out.append(text[pos:i])
+        out.append(REDACTED)
+        pos = end
+    return "".join((*out, text[pos:])) if out else text
+
+
+def redact_text(text: str, extra: tuple[str, ...] = ()) -> str:
+    """``text`` with URL passwords, auth tokens and values of secret-looking names replaced
+    by ``[REDACTED]``; ``text`` itself when nothing was found. Idempotent."""
+    if "@" in text and "://" in text:
+        text = _URL.sub(_url_password, text)
+    if "earer" in text or "asic" in text or "EARER" in text or "ASIC" in text:
+        text = _AUTH.sub(_auth_token, text)
+    if "=" in text or ":" in text or "," in text:
+        low = text.lower()
+        if any(w in low for w in _TRIGGERS) or any(w.replace("_", "-") in low or w in low
+                                                   for w in extra if w):  # fmt: skip
+            text = _redact_named(text, extra)
+    return text
+
+
+# --- structure -------------------------------------------------------------------------------
+class _Text:
+    """Stands in for a value: shown as the given text (an object's cleaned repr, a mark)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
     def __repr__(self) -> str:
-        return REDACTED
+        return self.text
 
 
-_REDACTED = _Redacted()
-
-
-class _TooDeep:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "[...]"
-
-
-_TOO_DEEP = _TooDeep()
+_REDACTED = _Text(REDACTED)
+_TOO_DEEP = _Text("[...]")
 
 
 class _Shown:
-    """Stands in for a dataclass whose secret fields were replaced."""
+    """Stands in for a dataclass, namedtuple or namespace whose secret fields were replaced."""
 
     __slots__ = ("fields", "name")
 
@@ -66,15 +185,28 @@ class _Shown:
         return f"{self.name}({inner})"
 
 
-def scrub(value: object, extra: tuple[str, ...] = (), depth: int = 0) -> object:
-    """Return ``value``, or a stand-in with secret-looking keys and fields redacted.
+_NUMBERS = (int, float, bool, type(None))
 
-    Mappings, dataclass instances, lists and tuples are searched a few levels
-    deep; the original object is returned untouched when nothing was secret.
+
+def scrub(value: object, extra: tuple[str, ...] = (), depth: int = 0) -> object:
+    """Return ``value``, or a stand-in with secret-looking keys, fields and attributes redacted.
+
+    Mappings, dataclass instances, namedtuples, namespaces, lists, tuples and the attributes
+    of objects with a custom repr are searched a few levels deep; a pair ``(name, value)``
+    with a secret-looking name loses its value; strings get ``redact_text``. The original
+    object is returned untouched when nothing was secret.
     """
     if depth > _MAX_DEPTH:
         return _TOO_DEEP  # not searched, so not shown
+    kind = type(value)
+    if kind in _NUMBERS:
+        return value
     try:
+        if kind is str:
+            if len(value) > _MAX_STR:  # type: ignore[arg-type]
+                return value
+            cleaned = redact_text(value, extra)  # type: ignore[arg-type]
+            return value if cleaned == value else cleaned
         if isinstance(value, Mapping):
             changed = False
             out: dict[object, object] = {}
@@ -84,28 +216,87 @@ def scrub(value: object, extra: tuple[str, ...] = (), depth: int = 0) -> object:
                 out[key] = new
             return out if changed else value
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            fields = {
-                f.name: (
-                    _REDACTED
-                    if is_secret(f.name, extra)
-                    else scrub(getattr(value, f.name), extra, depth + 1)
-                )
-                for f in dataclasses.fields(value)
-                if f.repr
-            }
-            if any(fields[k] is not getattr(value, k) for k in fields):
-                return _Shown(type(value).__qualname__, fields)
-            return value
+            fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.repr}
+            return _fields(kind.__qualname__, fields, value, extra, depth)
+        if isinstance(value, tuple) and isinstance(getattr(kind, "_fields", None), tuple):
+            fields = dict(zip(kind._fields, value, strict=False))  # type: ignore[attr-defined]
+            return _fields(kind.__name__, fields, value, extra, depth)
         if isinstance(value, list | tuple):
+            if (
+                len(value) == 2
+                and type(value[0]) is str
+                and _is_name(value[0])
+                and is_secret(value[0], extra)
+            ):
+                if value[1] is _REDACTED:
+                    return value
+                return [value[0], _REDACTED] if isinstance(value, list) else (value[0], _REDACTED)
             items = [scrub(item, extra, depth + 1) for item in value]
             if any(new is not old for new, old in zip(items, value, strict=True)):
                 return items if isinstance(value, list) else tuple(items)
+            return value
+        if isinstance(value, types.SimpleNamespace) and kind.__repr__ is _NS_REPR:
+            name = "namespace" if kind is types.SimpleNamespace else kind.__name__
+            return _fields(name, dict(vars(value)), value, extra, depth)
+        return _attributes(value, kind, extra, depth)
     except Exception:  # a hostile __eq__, items() or property: keep the original
         return value
+
+
+_NS_REPR = types.SimpleNamespace.__repr__
+_is_name = re.compile(r"[\w.\-]{1,64}").fullmatch  # ("Authorization", "Bearer x"): a pair
+
+
+def _fields(name: str, fields: dict[str, Any], value: object, extra: Any, depth: int) -> object:
+    shown = {k: _REDACTED if is_secret(k, extra) else scrub(v, extra, depth + 1)
+             for k, v in fields.items()}  # fmt: skip
+    if any(shown[k] is not fields[k] for k in fields):
+        return _Shown(name, shown)
     return value
 
 
-def safe_repr(value: object, limit: int) -> str:
+def _attributes(value: object, kind: type, extra: tuple[str, ...], depth: int) -> object:
+    """An object whose custom repr may show its attributes: the repr text, with the reprs
+    of secret attributes' values replaced (named or not) and those of scrubbed ones swapped."""
+    default_repr = kind.__repr__ is object.__repr__  # type: ignore[comparison-overlap]
+    if default_repr or isinstance(value, type | types.ModuleType):
+        return value  # the default repr shows no attribute
+    attrs = getattr(value, "__dict__", None)
+    if type(attrs) is not dict or not attrs:
+        return value
+    hidden: list[object] = []
+    swapped: list[tuple[object, object]] = []
+    for name, item in list(attrs.items())[:_MAX_ATTRS]:
+        if is_secret(name, extra):
+            hidden.append(item)
+        else:
+            new = scrub(item, extra, depth + 1)
+            if new is not item:
+                swapped.append((item, new))
+    if not hidden and not swapped:
+        return value
+    text = repr(value)
+    for item, new in swapped:
+        text = text.replace(repr(item), repr(new))
+    for item in hidden:
+        for form in _forms(item):
+            text = text.replace(form, REDACTED)
+    return _Text(text)
+
+
+def _forms(item: object) -> list[str]:
+    """How a secret value may appear in a repr (long enough not to hit unrelated text)."""
+    if item is None or isinstance(item, bool):
+        return []
+    forms = [repr(item)]
+    if isinstance(item, str):
+        forms.append(item)
+    elif not isinstance(item, bytes | int | float) and len(forms[0]) < 8:
+        return []
+    return [f for f in forms if len(f) >= 4]
+
+
+def _bounded(value: object, limit: int) -> str:
     """``repr(value)`` cut to ``limit`` characters; never raises."""
     try:
         text = repr(value)
@@ -124,6 +315,18 @@ def safe_repr(value: object, limit: int) -> str:
     return text
 
 
+def safe_repr(value: object, limit: int, extra: tuple[str, ...] = ()) -> str:
+    """``repr(value)`` with ``redact_text`` applied, cut to ``limit`` characters; never raises.
+    The text is cleaned before the cut, so a cut does not part a secret from its name."""
+    text = _bounded(value, limit + _MARGIN)
+    if text.endswith("…") and len(text) == limit + _MARGIN:
+        text = text[:-1]
+    text = redact_text(text, extra)
+    if len(text) > limit:
+        return text[: limit - 1] + "…"
+    return text
+
+
 _PARAM_NAMES: dict[Callable[..., Any], tuple[str, ...]] = {}
 
 
@@ -134,9 +337,7 @@ def positional_names(fn: Callable[..., Any]) -> tuple[str, ...]:
         try:
             params = inspect.signature(fn).parameters.values()
             names = tuple(
-                p.name
-                for p in params
-                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
             )
         except (TypeError, ValueError):
             names = ()
@@ -144,24 +345,6 @@ def positional_names(fn: Callable[..., Any]) -> tuple[str, ...]:
     return names
 
 
-_SELF: dict[Callable[..., Any], bool] = {}
-
-
-def takes_self(fn: Callable[..., Any]) -> bool:
-    """True for a function defined in a class whose first parameter is ``self`` or ``cls``:
-    called through the class, its first argument is the instance (cached)."""
-    found = _SELF.get(fn)
-    if found is None:
-        qualname = str(getattr(fn, "__qualname__", ""))
-        owner = qualname.rpartition(".")[0]
-        names = positional_names(fn)
-        found = _SELF[fn] = bool(
-            owner and not owner.endswith("<locals>") and names and names[0] in ("self", "cls")
-        )
-    return found
-
-
-_PLAIN = (int, float, str, bool, type(None))
 _SECRET_POSITIONS: dict[tuple[Callable[..., Any], tuple[str, ...]], tuple[bool, ...]] = {}
 
 
@@ -176,9 +359,12 @@ def secret_positions(fn: Callable[..., Any], extra: tuple[str, ...]) -> tuple[bo
 
 
 def _shown(value: object, limit: int, extra: tuple[str, ...]) -> str:
-    if type(value) in _PLAIN:  # nothing inside to redact
-        return safe_repr(value, limit)
-    return safe_repr(scrub(value, extra), limit)
+    kind = type(value)
+    if kind in _NUMBERS or (kind is str and str.isalnum(value)):  # type: ignore[arg-type]
+        return _bounded(value, limit)  # nothing inside to redact
+    if kind is str:
+        return safe_repr(value, limit, extra)  # its repr is cleaned as text
+    return safe_repr(scrub(value, extra), limit, extra)
 
 
 def describe(

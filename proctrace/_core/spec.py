@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import types
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -30,6 +31,8 @@ def spec_of(target: Any) -> TraceSpec | None:
     spec = getattr(target, "__proctrace__", None)
     if isinstance(spec, TraceSpec):
         return spec
+    if type(target) is types.FunctionType:
+        return None  # the common case: nothing to see through
     reached = resolve(target)[0]
     if reached is target:
         return None
@@ -75,6 +78,25 @@ def resolve(
         else:
             break
     return target, args, kwargs
+
+
+_SELF: dict[Any, bool] = {}
+
+
+def takes_self(fn: Any) -> bool:
+    """True for a function defined in a class whose first parameter is ``self`` or ``cls``:
+    called through the class, its first argument is the instance (cached)."""
+    found = _SELF.get(fn)
+    if found is None:
+        owner = str(getattr(fn, "__qualname__", "")).rpartition(".")[0]
+        try:
+            first = next(iter(inspect.signature(fn).parameters), None)
+        except (TypeError, ValueError):
+            first = None
+        found = _SELF[fn] = bool(
+            owner and not owner.endswith("<locals>") and first in ("self", "cls")
+        )
+    return found
 
 
 def function_of(target: Any) -> Any:

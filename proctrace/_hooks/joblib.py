@@ -20,6 +20,7 @@ Nothing here imports joblib: the hook is installed when the program imports it.
 
 from __future__ import annotations
 
+import functools
 import sys
 from types import ModuleType
 from typing import Any
@@ -55,18 +56,17 @@ def uninstall() -> None:
     owners: list[Any] = []
     parallel = sys.modules.get(_PARALLEL)
     if parallel is not None:
-        owners.append(parallel.Parallel)
+        owners.append(getattr(parallel, "Parallel", None))
     loky = sys.modules.get(_LOKY)
     if loky is not None:
-        owners += [loky.ProcessPoolExecutor, loky._ExecutorManagerThread]
+        owners += [getattr(loky, "ProcessPoolExecutor", None)]
+        owners += [getattr(loky, "_ExecutorManagerThread", None)]
     registry.restore(tuple(owners))
 
 
 def _patch(owner: type, name: str, make: Any) -> None:
     original = registry.original(owner, name)
-    replacement = make(original)
-    replacement.__wrapped__ = original
-    registry.patch(owner, name, replacement)
+    registry.patch(owner, name, functools.wraps(original)(make(original)))
 
 
 def _caller_traceparent(parallel: Any) -> str | None:
@@ -95,12 +95,21 @@ def _wrap_calls(parallel: Any, batch: Any) -> None:
 
 
 def _patch_parallel(module: ModuleType) -> None:
-    parallel = module.Parallel
-    if not _active or registry.patched(parallel, "_dispatch"):
-        return
-    backends = sys.modules["joblib._parallel_backends"]  # imported by joblib.parallel
-    in_processes = (backends.LokyBackend, backends.MultiprocessingBackend)
-    batched = module.BatchedCalls
+    parallel = getattr(module, "Parallel", None)
+    batched = getattr(module, "BatchedCalls", None)
+    backends = sys.modules.get("joblib._parallel_backends")  # imported by joblib.parallel
+    in_processes: tuple[Any, ...] = tuple(
+        getattr(backends, name, None) for name in ("LokyBackend", "MultiprocessingBackend")
+    )
+    if (
+        not _active
+        or parallel is None
+        or batched is None
+        or None in in_processes
+        or not hasattr(parallel, "_dispatch")
+        or registry.patched(parallel, "_dispatch")
+    ):
+        return  # a joblib this hook does not know: leave it alone
 
     def call(original: Any) -> Any:
         def __call__(self: Any, iterable: Any) -> Any:
@@ -124,9 +133,16 @@ def _patch_parallel(module: ModuleType) -> None:
 
 
 def _patch_loky(module: ModuleType) -> None:
-    executor = module.ProcessPoolExecutor
-    if not _active or registry.patched(executor, "_adjust_process_count"):
-        return
+    executor = getattr(module, "ProcessPoolExecutor", None)
+    manager = getattr(module, "_ExecutorManagerThread", None)
+    if (
+        not _active
+        or executor is None
+        or manager is None
+        or not hasattr(executor, "_adjust_process_count")
+        or registry.patched(executor, "_adjust_process_count")
+    ):
+        return  # a loky this hook does not know: leave it alone
 
     def init(original: Any) -> Any:
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -155,4 +171,5 @@ def _patch_loky(module: ModuleType) -> None:
 
     _patch(executor, "__init__", init)
     _patch(executor, "_adjust_process_count", adjust)
-    _patch(module._ExecutorManagerThread, "kill_workers", kill)
+    if hasattr(manager, "kill_workers"):
+        _patch(manager, "kill_workers", kill)

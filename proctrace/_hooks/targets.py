@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable
+from types import FunctionType
 from typing import Any
 
 from .._child import run as _run
@@ -104,10 +105,11 @@ class Task:
         if spec is None:  # not traced: only carry the context to whatever it does
             with _span.activate(_span.Parent(*ids)):
                 return self.fn(*args, **kwargs)
-        # Through a partial, a bound method or a callable instance to the function itself.
-        target, args, kwargs = resolve(self.fn, args, kwargs)
-        if spec_of(target) is not None:  # the @traced wrapper: call what it wraps
-            target = getattr(target, "__wrapped__", target)
+        target = self.fn
+        if type(target) is not FunctionType:  # a partial, a method, an instance: see through
+            target, args, kwargs = resolve(target, args, kwargs)
+        if isinstance(getattr(target, "__proctrace__", None), TraceSpec):
+            target = getattr(target, "__wrapped__", target)  # the @traced wrapper's function
         carrier = _run.carrier_of(multiprocessing.current_process())
         return _run.run_call(target, spec, carrier, args, kwargs, parent=ids)
 

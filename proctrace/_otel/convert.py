@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -60,6 +61,12 @@ def record_of(span: ReadableSpan) -> SpanRecord:
     }
 
 
+def _bounded(raw: Mapping[str, Any] | None) -> BoundedAttributes:
+    """Event and link attributes as the SDK makes them: the OTLP encoders of 1.25 and 1.26
+    read ``.dropped`` from them, which a plain dict does not have."""
+    return BoundedAttributes(attributes=_attrs(raw), immutable=True)
+
+
 def _attrs(raw: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in (raw or {}).items()}
 
@@ -76,9 +83,9 @@ def to_span(record: SpanData, resource: Resource) -> ReadableSpan:
         parent=SpanContext(trace_id, int(parent, 16), True, _SAMPLED) if parent else None,
         resource=resource,
         attributes=_attrs(record.get("attrs")),
-        events=[Event(n, _attrs(attrs), int(ts)) for n, ts, attrs in record.get("events", ())],
+        events=[Event(n, _bounded(attrs), int(ts)) for n, ts, attrs in record.get("events", ())],
         links=[
-            Link(SpanContext(int(t, 16), int(s, 16), True, _SAMPLED), _attrs(a))
+            Link(SpanContext(int(t, 16), int(s, 16), True, _SAMPLED), _bounded(a))
             for t, s, a in record.get("links", ())
         ],
         kind=SpanKind(int(record.get("kind", 0))),

@@ -9,8 +9,6 @@ what they will need now. Children only ever talk to the collector.
 
 from __future__ import annotations
 
-import functools
-import json
 import os
 import socket
 import sys
@@ -25,9 +23,8 @@ from .._core.ids import SpanRef
 from . import main_span
 
 if TYPE_CHECKING:
-    import subprocess
-
     from .._core.records import ReportRecord, SpanData
+    from .agent_process import AgentProcess
 
 # The agent bounds its own work at exit (_agent.DRAIN_TIMEOUT + EXPORT_DEADLINE, counted
 # from when it reads the shutdown record, also if it was still starting up): this is
@@ -47,7 +44,7 @@ class Runtime:
         self.settings_dict = settings.to_dict()
         self.directory = tempfile.mkdtemp(prefix="proctrace-")  # mode 0700
         self.socket_path = os.path.join(self.directory, "collector.sock")
-        self.agent: subprocess.Popen[bytes] | None = None
+        self.agent: AgentProcess | None = None
         self.collector_thread: threading.Thread | None = None
         self.collector: Any = None
         self.root: _span.Span | None = None
@@ -64,7 +61,7 @@ class Runtime:
             self._start_collector_thread(listener, provider)
         else:
             self._start_agent(listener)
-            _provide_when_used(self.settings)
+        _provide_when_used(self.settings)
         _wire.set_address(self.socket_path)
         _prepare_children()
 
@@ -80,27 +77,9 @@ class Runtime:
             return SpanRef(root.trace_id, root.span_id, root.sampled)
 
     def _start_agent(self, listener: socket.socket) -> None:
-        import subprocess
+        from .agent_process import AgentProcess
 
-        env = dict(os.environ)
-        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (package_parent, env.get("PYTHONPATH", "")) if p
-        )
-        fd = listener.fileno()
-        self.agent = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "proctrace._agent",
-                str(fd),
-                json.dumps(self.settings_dict),
-                str(self.pid),
-            ],
-            pass_fds=(fd,),
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
+        self.agent = AgentProcess(listener.fileno(), self.settings_dict, self.pid)
         listener.close()
 
     def _start_collector_thread(self, listener: socket.socket, provider: Any) -> None:
@@ -127,13 +106,9 @@ class Runtime:
         _wire.send({"k": "shutdown"})
         _wire.close()
         import shutil
-        import subprocess
 
-        if self.agent is not None:
-            try:
-                self.agent.wait(timeout=AGENT_EXIT_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.agent.kill()
+        if self.agent is not None and not self.agent.wait(AGENT_EXIT_TIMEOUT):
+            self.agent.kill()
         if self.collector_thread is not None:
             self.collector_thread.join(timeout=AGENT_EXIT_TIMEOUT)
         shutil.rmtree(self.directory, ignore_errors=True)
@@ -146,33 +121,10 @@ def _application_provider() -> Any:
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
 
-    from .provider import ForwardingTracerProvider
-
     provider = trace.get_tracer_provider()
-    if isinstance(provider, ForwardingTracerProvider):
-        return None
+    if getattr(type(provider), "proctrace_owned", False):
+        return None  # proctrace's own (_child/otel.py, _child/provider.py)
     return provider if isinstance(provider, TracerProvider) else None
-
-
-def _install_provider(settings: _config.Settings) -> None:
-    """Give the application's own OpenTelemetry API spans the same destination as ours."""
-    from opentelemetry import trace
-    from opentelemetry.sdk.resources import Resource
-
-    from . import provider as _provider
-
-    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        return  # a non-SDK provider the application chose: leave it alone
-    from .._otel.samplers import sampler_of
-
-    provider = _provider.ForwardingTracerProvider(
-        ensure,
-        resource=Resource({"service.name": settings.service_name}),
-        shutdown_on_exit=False,
-        sampler=sampler_of(settings),
-    )
-    trace.set_tracer_provider(provider)
-    _provider.yield_to_application_provider()
 
 
 def is_main_program() -> bool:
@@ -183,8 +135,8 @@ def is_main_program() -> bool:
 
 
 def prepare_main() -> None:
-    """Install proctrace's provider now, so application spans made before any process starts
-    are recorded too. Only in the main program; a child must not pay for the SDK import."""
+    """Route the program's API spans and log records through the run from now on, so those
+    made before any process starts are recorded too. Only in the main program."""
     if _runtime is not None or not is_main_program():
         return
     try:
@@ -196,31 +148,16 @@ def prepare_main() -> None:
 
 
 def _provide_when_used(settings: _config.Settings) -> None:
-    """Install proctrace's SDK provider once the program uses the OpenTelemetry API.
+    """Route the program's own API spans and stdlib log records through the run, once it
+    imports the OpenTelemetry API or ``logging`` (``_child.run.follow_program``).
 
-    A program that never imports it never pays for the SDK, and neither do its
-    fork children: a smaller parent forks faster.
+    proctrace's provider then costs nothing until the program asks for a tracer: a
+    program that never does never pays for the SDK, and neither do its fork children
+    (a smaller parent forks faster).
     """
-    if "opentelemetry.trace" in sys.modules:
-        _install_provider(settings)
-        return
-    from .._core import onimport as _onimport
+    from .._child.run import follow_program
 
-    def on_import(module: Any) -> None:
-        # Called inside the import of opentelemetry.trace, which may itself be part of
-        # importing the SDK: installing now would import the SDK halfway. Install when
-        # the program first asks for a tracer instead.
-        get_tracer = module.get_tracer
-
-        @functools.wraps(get_tracer)
-        def first_get_tracer(*args: Any, **kwargs: Any) -> Any:
-            module.get_tracer = get_tracer
-            _install_provider(settings)
-            return get_tracer(*args, **kwargs)
-
-        module.get_tracer = first_get_tracer
-
-    _onimport.when_imported("opentelemetry.trace", on_import)
+    follow_program(settings, ensure, child=False)
 
 
 def _prepare_children() -> None:
@@ -285,7 +222,9 @@ def program_ended(exc: BaseException) -> None:
 
 
 def settings() -> _config.Settings:
-    """The settings in force here: configured, or read from the environment."""
+    """The settings in force here: configured, or read from the environment, where a bad
+    value is one warning line (once per run: children get these in the carrier) and its
+    fallback, never an error."""
     return _configured if _configured is not None else _config.resolve()
 
 

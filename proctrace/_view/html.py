@@ -1,136 +1,128 @@
-"""``proctrace view --html``: one self-contained page with a waterfall, like Jaeger's.
+"""``proctrace view --html``: one self-contained page, a waterfall and one lane per process.
 
-A row per span, indented by depth, a bar on a shared time axis coloured by
-status, and the span's attributes and events on click. The spans are embedded
-as JSON; the page loads nothing from the network.
+The page (``page.html``: markup, style and script, no network) gets two JSON blocks: a
+compact table of rows the script draws from at once (parent, depth, name, times, status,
+pid, process kind, CPU, memory), and every span's full record (ids, attributes, events),
+parsed only when a span is first opened, so 100,000 spans draw in well under 2 s.
 """
 
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterator, Mapping
+import math
+import re
+from collections.abc import Mapping
+from importlib import resources
+from typing import Any
 
-from .spans import ViewSpan
+from .._core import names
+from . import spans as _spans
+from .spans import ViewSpan, no_gc
 
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>proctrace: __TITLE__</title>
-<style>
-body { font: 13px/1.4 system-ui, sans-serif; margin: 0; color: #222; }
-header { padding: 8px 14px; background: #1f2937; color: #fff; }
-h2 { font-size: 14px; margin: 14px 14px 4px; }
-.trace { margin-bottom: 18px; }
-.row { display: flex; align-items: center; height: 22px; cursor: pointer;
-       border-bottom: 1px solid #f0f0f0; }
-.row:hover, .row.selected { background: #eef4ff; }
-.label { width: 38%; white-space: nowrap; overflow: hidden; text-overflow: ellipsis;
-         padding-left: 8px; box-sizing: border-box; }
-.label .meta { color: #888; margin-left: 6px; }
-.lane { position: relative; flex: 1; height: 14px; margin-right: 14px; }
-.bar { position: absolute; height: 100%; min-width: 2px; border-radius: 2px; }
-.bar.UNSET, .bar.OK { background: #4f8fd6; }
-.bar.ERROR { background: #d64f4f; }
-.dur { position: absolute; font-size: 11px; color: #555; white-space: nowrap; }
-.details { margin: 4px 14px 10px 14px; padding: 8px; background: #fafafa;
-           border: 1px solid #ddd; display: none; }
-.details.open { display: block; }
-.details table { border-collapse: collapse; }
-.details td { padding: 1px 10px 1px 0; vertical-align: top; font-family: monospace; }
-.error { color: #b00; }
-</style></head>
-<body>
-<header>proctrace &middot; __TITLE__</header>
-<main id="traces"></main>
-<script type="application/json" id="data">__DATA__</script>
-<script>
-"use strict";
-const traces = JSON.parse(document.getElementById("data").textContent);
-const root = document.getElementById("traces");
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
-function table(obj) {
-  const t = el("table");
-  for (const [k, v] of Object.entries(obj)) {
-    const tr = el("tr");
-    tr.append(el("td", "", k), el("td", "", typeof v === "string" ? v : JSON.stringify(v)));
-    t.append(tr);
-  }
-  return t;
-}
-for (const trace of traces) {
-  const box = el("section", "trace");
-  box.dataset.traceId = trace.id;
-  box.append(el("h2", "", "trace " + trace.id + " \\u00b7 " + trace.spans.length + " spans"));
-  let t0 = Infinity, t1 = -Infinity;  // no spread: it fails on very large traces
-  for (const s of trace.spans) { t0 = Math.min(t0, s.start); t1 = Math.max(t1, s.end); }
-  const total = Math.max(t1 - t0, 1);
-  for (const s of trace.spans) {
-    const row = el("div", "row");
-    row.dataset.spanId = s.id;
-    row.dataset.status = s.status;
-    const a = s.attributes;
-    const label = el("div", "label");
-    label.style.paddingLeft = (8 + 16 * s.depth) + "px";
-    label.append(el("span", s.status === "ERROR" ? "error" : "", s.name));
-    let meta = "";
-    if (a["process.pid"] !== undefined) meta += "pid " + a["process.pid"];
-    if (a["proctrace.start_method"]) meta += " " + a["proctrace.start_method"];
-    if (a["process.exit.code"] !== undefined) meta += " exit " + a["process.exit.code"];
-    label.append(el("span", "meta", meta));
-    const lane = el("div", "lane");
-    const bar = el("div", "bar " + s.status);
-    const left = 100 * (s.start - t0) / total, width = 100 * (s.end - s.start) / total;
-    bar.style.left = left + "%";
-    bar.style.width = width + "%";
-    const dur = el("span", "dur", ((s.end - s.start) / 1e6).toFixed(1) + " ms");
-    dur.style.left = Math.min(left + width, 92) + "%";
-    lane.append(bar, dur);
-    row.append(label, lane);
-    const details = el("div", "details");
-    if (s.message) details.append(el("div", "error", s.status + ": " + s.message));
-    details.append(el("strong", "", "attributes"), table(a));
-    if (s.events.length) {
-      details.append(el("strong", "", "events"));
-      for (const e of s.events) {
-        details.append(el("div", "", ((e.time - t0) / 1e6).toFixed(2) + " ms  " + e.name));
-        details.append(table(e.attributes));
-      }
-    }
-    row.addEventListener("click", () => {
-      details.classList.toggle("open");
-      row.classList.toggle("selected");
-    });
-    box.append(row, details);
-  }
-  root.append(box);
-}
-document.body.dataset.rendered = String(traces.length);
-</script>
-</body></html>
-"""
+_STATUS = {"UNSET": 0, "OK": 1, "ERROR": 2}
 
 
 def page(roots: Mapping[str, list[ViewSpan]], title: str) -> str:
     """The whole HTML document for the traces in ``roots``."""
-    traces = []
+    with no_gc():
+        return _page(roots, title)
+
+
+def _page(roots: Mapping[str, list[ViewSpan]], title: str) -> str:
+    compact, full = [], []
     for trace_id, top in roots.items():
-        rows = []
-        for span, depth in _with_depth(top, 0):
-            entry = span.to_json()
-            entry["depth"] = depth
-            rows.append(entry)
-        traces.append({"id": trace_id, "spans": rows})
-    # No "<" at all inside the script element: "</script>" or "<!--" would end or hide it.
-    data = json.dumps(traces).replace("<", "\\u003c")
-    return _PAGE.replace("__TITLE__", html.escape(title)).replace("__DATA__", data)
+        with_depth = list(_spans.walk_depth(top))
+        rows, records = _trace(with_depth)
+        every = [span for span, _ in with_depth]
+        start = min(s.start for s in every)
+        end = max(max(s.end, s.start) for s in every)
+        compact.append({
+            "id": trace_id,
+            "services": sorted({s.service for s in top if s.service}),
+            "duration": (end - start) / 1e6,
+            "errors": sum(1 for s in every if s.error),
+            "summary": _spans.top_use(every),
+            "groupAt": _spans.GROUP_AT,
+            **rows,
+        })
+        full.append({"id": trace_id, "spans": records})
+    template = resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8")
+    parts = {"TITLE": html.escape(title), "ROWS": _json(compact), "DATA": _json(full)}
+    # One pass: a span named "__DATA__" stays a name.
+    return re.sub(r"__(TITLE|ROWS|DATA)__", lambda m: parts[m.group(1)], template)
 
 
-def _with_depth(spans: list[ViewSpan], depth: int) -> Iterator[tuple[ViewSpan, int]]:
-    for span in spans:
-        yield span, depth
-        yield from _with_depth(span.children, depth + 1)
+def _trace(
+    every: list[tuple[ViewSpan, int]]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The compact rows of one trace (depth-first order) and the full records, same order."""
+    strings: dict[str, int] = {}
+
+    def intern(text: str) -> int:
+        return strings.setdefault(text, len(strings))
+
+    t0 = min(s.start for s, _ in every)
+    index: dict[int, int] = {}
+    parent_of: dict[int, int] = {}
+    rows: list[list[Any]] = []
+    records: list[dict[str, Any]] = []
+    for span, depth in every:
+        i = index[id(span)] = len(rows)
+        for child in span.children:
+            parent_of[id(child)] = i
+        attrs = span.attributes
+        pid = attrs.get(names.PID)
+        process = _spans.is_process(span)
+        cpu, memory = _spans.cpu_seconds(span), _spans.memory_bytes(span)
+        rows.append([
+            parent_of.get(id(span), -1),
+            depth,
+            intern(span.name),
+            round((span.start - t0) / 1e6, 6),
+            round(span.duration_ms, 6),
+            _STATUS.get(span.status, 0),
+            pid if isinstance(pid, int | str) and not isinstance(pid, bool) else None,
+            intern(_meta(span)),
+            intern(str(attrs.get(names.PROCESS_NAME, ""))),
+            1 if process else 2 if pid is not None else 0,
+            None if cpu is None else round(cpu, 6),
+            memory,
+            span.span_id,
+        ])
+        record = span.to_json()
+        record["depth"] = depth
+        record["used"] = _spans.resource_use(span)
+        records.append(record)
+    return {"t0": t0, "strings": list(strings), "rows": rows}, records
+
+
+def _meta(span: ViewSpan) -> str:
+    """What the row says after the span's name: process name, pids, start method, exit."""
+    attrs, parts = span.attributes, []
+    for key, label in ((names.PROCESS_NAME, ""), (names.PID, "pid "),
+                       (names.PARENT_PID, "ppid "), (names.START_METHOD, "")):
+        if key in attrs:
+            parts.append(f"{label}{attrs[key]}")
+    if names.EXIT_CODE in attrs:
+        parts.append(f"exit {attrs[names.EXIT_CODE]}")
+    return " ".join(parts)
+
+
+def _json(value: Any) -> str:
+    """JSON safe inside a script element: no "<" at all ("</script>", "<!--")."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False, default=str)
+    except ValueError:  # NaN or infinity somewhere: JSON has no word for them
+        text = json.dumps(_finite(value), separators=(",", ":"), default=str)
+    return text.replace("<", "\\u003c")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value

@@ -1,14 +1,20 @@
 """``proctrace view``: each trace as a tree of processes and spans, as text.
 
-Name, pid, parent pid, start method, duration, status, exit code and
-arguments, with colour on a terminal.
+A row per span: name, process name, pid, parent pid, start method, duration, exit code,
+status; under it the arguments and the resources the process used. Same-name siblings of a
+big run are one line (count, p50/p99/max duration, errors), their errors listed one by one;
+``expand_all`` lists every span instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
-from .spans import ViewSpan
+from .._core import names
+from . import spans as _spans
+from .spans import Group, ViewSpan
+
+MAX_INDENT = 60  # deeper spans are drawn at this depth, so a line stays short
 
 
 class _Style:
@@ -16,64 +22,120 @@ class _Style:
         self.color = color
 
     def __call__(self, text: str, code: str) -> str:
-        return f"\033[{code}m{text}\033[0m" if self.color else text
+        return f"\033[{code}m{text}\033[0m" if self.color and text else text
 
 
 def _describe(span: ViewSpan, style: _Style) -> str:
     attrs = span.attributes
     parts = [style(span.name, "1")]
-    if "process.pid" in attrs:
-        where = f"pid {attrs['process.pid']}"
-        if "process.parent_pid" in attrs:
-            where += f" ppid {attrs['process.parent_pid']}"
-        if "proctrace.start_method" in attrs:
-            where += f" {attrs['proctrace.start_method']}"
-        parts.append(style(where, "2"))
-    parts.append(f"{span.duration_ms:.1f} ms")
-    if "process.exit.code" in attrs:
-        parts.append(f"exit {attrs['process.exit.code']}")
-    if span.status == "ERROR":
-        parts.append(style("ERROR" + (f": {span.message}" if span.message else ""), "31"))
-    return "  ".join(parts)
+    where = []
+    if names.PROCESS_NAME in attrs:
+        where.append(str(attrs[names.PROCESS_NAME]))
+    if names.PID in attrs:
+        where.append(f"pid {attrs[names.PID]}")
+        if names.PARENT_PID in attrs:
+            where.append(f"ppid {attrs[names.PARENT_PID]}")
+        if names.START_METHOD in attrs:
+            where.append(str(attrs[names.START_METHOD]))
+    parts.append(style(" ".join(where), "2"))
+    parts.append(_spans.ms(span.duration_ms))
+    if names.EXIT_CODE in attrs:
+        parts.append(f"exit {attrs[names.EXIT_CODE]}")
+    if span.error:
+        parts.append(style("ERROR" + (f": {_one_line(span.message)}" if span.message else ""),
+                           "31"))
+    return "  ".join(p for p in parts if p)
 
 
-def _arguments(span: ViewSpan) -> str:
-    attrs = span.attributes
-    shown = [str(a) for a in attrs.get("proctrace.args", ())]
-    prefix = "proctrace.kwargs."
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ⏎ ".join(text.strip().splitlines())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _notes(span: ViewSpan) -> list[str]:
+    """The lines under a span: its arguments, resource use and exception."""
+    attrs, notes = span.attributes, []
+    args = attrs.get(names.ARGS)
+    shown = [str(a) for a in args] if isinstance(args, list) else [str(args)] if args else []
+    prefix = names.KWARGS_PREFIX
     shown += [f"{k.removeprefix(prefix)}={v}" for k, v in attrs.items() if k.startswith(prefix)]
-    return ", ".join(shown)
+    if shown:
+        notes.append(f"args: {_one_line(', '.join(shown))}")
+    used = _spans.resource_use(span)
+    if used:
+        notes.append(f"used: {used}")
+    for event in span.events:
+        if event["name"] == "exception":
+            detail = event["attributes"]
+            kind, message = detail.get("exception.type", ""), detail.get("exception.message", "")
+            if f"{kind}: {message}" != span.message:
+                notes.append(_one_line(f"exception: {kind}: {message}"))
+            break
+    return notes
 
 
-def render(roots: Mapping[str, list[ViewSpan]], *, color: bool = False) -> Iterator[str]:
-    """Lines of text: a header per trace, then its tree."""
+def _group(group: Group, style: _Style) -> str:
+    stats, errors = group.stats(), len(group.errors)
+    times = "\u00d7"  # the multiplication sign: "5,000 x cell"
+    line = f"{len(group.members):,} {times} {style(group.name, '1')}" + "".join(
+        f"  {key} {_spans.ms(value)}" for key, value in stats.items()
+    ) + "  "
+    line += style(f"{errors:,} error{'' if errors == 1 else 's'}", "31" if errors else "")
+    pids = group.pids()
+    if len(pids) > 1:
+        line += style(f"  in {len(pids):,} processes", "2")
+    below = sum(1 for _ in _spans.walk(group.members)) - len(group.members)
+    if below:
+        line += style(f"  {below:,} spans under them", "2")
+    return line
+
+
+def render(
+    roots: Mapping[str, list[ViewSpan]], *, color: bool = False, expand_all: bool = False
+) -> Iterator[str]:
+    """Lines of text: a header per trace, the processes that used most, then its tree."""
     style = _Style(color)
+    at = None if expand_all else _spans.GROUP_AT
     for trace_id, top in roots.items():
-        count = sum(1 for _ in _walk(top))
-        start = min(s.start for s in top)
-        end = max(s.end for s in _walk(top))
+        every = list(_spans.walk(top))
+        start = min(s.start for s in every)
+        end = max(s.end for s in every)
         services = sorted({s.service for s in top if s.service})
-        yield style(
-            f"trace {trace_id}  {', '.join(services)}  {count} spans  "
-            f"{(end - start) / 1e6:.1f} ms",
-            "1;36",
-        )
-        for i, span in enumerate(top):
-            yield from _lines(span, "", i == len(top) - 1, style)
+        errors = sum(1 for s in every if s.error)
+        header = f"trace {trace_id}  {', '.join(services)}  {len(every):,} spans  " \
+                 f"{_spans.ms((end - start) / 1e6)}"
+        if errors:
+            header += f"  {errors:,} error{'' if errors == 1 else 's'}"
+        yield style(header, "1;36")
+        for line in _spans.top_use(every):
+            yield style(f"  {line}", "36")
+        yield from _tree(top, at, style)
         yield ""
 
 
-def _walk(spans: Iterable[ViewSpan]) -> Iterator[ViewSpan]:
-    for span in spans:
-        yield span
-        yield from _walk(span.children)
+def _tree(top: list[ViewSpan], at: int | None, style: _Style) -> Iterator[str]:
+    """The tree's lines, without recursion (a trace can be deep)."""
+    stack: list[tuple[ViewSpan | Group, str, bool]] = []
 
+    def push(items: list[ViewSpan | Group], indent: str) -> None:
+        listed: list[ViewSpan | Group] = []
+        for item in items:
+            listed.append(item)
+            if isinstance(item, Group):
+                listed += item.errors  # errors are always shown one by one
+        stack.extend(
+            (item, indent, i == len(listed) - 1) for i, item in reversed(list(enumerate(listed)))
+        )
 
-def _lines(span: ViewSpan, indent: str, last: bool, style: _Style) -> Iterator[str]:
-    yield indent + ("└─ " if last else "├─ ") + _describe(span, style)
-    inner = indent + ("   " if last else "│  ")
-    arguments = _arguments(span)
-    if arguments:
-        yield inner + style(f"  args: {arguments}", "2")
-    for i, child in enumerate(span.children):
-        yield from _lines(child, inner, i == len(span.children) - 1, style)
+    push(_spans.grouped(top, at), "")
+    while stack:
+        item, indent, last = stack.pop()
+        branch = "└─ " if last else "├─ "
+        inner = indent + ("   " if last else "│  ") if len(indent) < 3 * MAX_INDENT else indent
+        if isinstance(item, Group):
+            yield indent + branch + _group(item, style)
+            continue
+        yield indent + branch + _describe(item, style)
+        for note in _notes(item):
+            yield inner + style(f"  {note}", "2")
+        push(_spans.grouped(item.children, at), inner)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -127,3 +129,48 @@ def test_proctrace_does_not_import_joblib():
         capture_output=True, text=True, timeout=60,
     )
     assert out.stdout.strip() == "False", out.stderr
+
+
+OUTLIVED = """
+import os, sys, time
+from joblib import Parallel, delayed
+
+def pid(x):
+    time.sleep(0.05)
+    return os.getpid()
+
+if __name__ == "__main__":
+    pids = Parallel(n_jobs=2, idle_worker_timeout=5)(delayed(pid)(i) for i in range(6))
+    print(*sorted(set(pids)), flush=True)
+    os._exit(0)  # no exit hooks: loky's workers outlive the program
+"""
+
+
+def test_loky_workers_outliving_the_program_are_not_errors(tmp_path, receiver):
+    """Without loky's own shutdown at exit, its workers are still running when the run ends:
+    their spans say so (``proctrace.running_at_exit``) and are not ERROR."""
+    script = tmp_path / "prog.py"
+    script.write_text(textwrap.dedent(OUTLIVED))
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    with out.open("w") as stdout, err.open("w") as stderr:  # files, not pipes: the workers
+        code = subprocess.call(  # still hold their copies when the program is gone
+            [sys.executable, "-m", "proctrace", "run", str(script)], cwd=tmp_path,
+            env=clean_env(**receiver.env()), stdout=stdout, stderr=stderr, timeout=120,
+        )
+    pids = [int(p) for p in out.read_text().split()]
+    try:
+        assert code == 0, err.read_text()
+        spans = by_name(settle(receiver, 9))  # main span, 6 calls, 2 workers
+        workers = spans[WORKERS["loky"]]
+        assert sorted(w.attributes["process.pid"] for w in workers) == pids
+        for worker in workers:
+            assert worker.status_code == "UNSET"
+            assert worker.attributes["proctrace.running_at_exit"] is True
+            assert "proctrace.abnormal_end" not in worker.attributes
+        assert len(spans["pid"]) == 6
+    finally:
+        for pid in pids:  # they would leave after idle_worker_timeout anyway
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -52,20 +52,22 @@ def test_arguments_win_over_the_environment():
 
 
 @pytest.mark.parametrize(
-    ("env", "message"),
+    ("arguments", "message"),
     [
-        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon"}, "protocol 'carrier-pigeon'"),
-        ({"OTEL_TRACES_EXPORTER": "zipkin"}, "exporter zipkin"),
-        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost:4317"}, "OTEL_EXPORTER_OTLP_ENDPOINT"),
-        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://host:99999"}, "Port out of range"),
-        ({"PROCTRACE_MAX_REPR": "many"}, "PROCTRACE_MAX_REPR"),
-        ({"PROCTRACE_LOG_FORMAT": "xml"}, "log format 'xml'"),
+        ({"protocol": "carrier-pigeon"}, "protocol 'carrier-pigeon'"),
+        ({"exporter": "zipkin"}, "exporter zipkin"),
+        ({"endpoint": "localhost:4317"}, "endpoint='localhost:4317'"),
+        ({"endpoint": "http://host:99999"}, "Port out of range"),
+        ({"max_repr": 3}, "max_repr"),
+        ({"log_format": "xml"}, "log format 'xml'"),
+        ({"sampler": "sometimes"}, "sampler 'sometimes'"),
     ],
 )
-def test_bad_values_raise_one_clear_error_naming_the_setting(env, message):
-    """Each malformed setting is a ConfigurationError whose message names it."""
+def test_bad_arguments_raise_one_clear_error_naming_the_setting(arguments, message):
+    """Each malformed configure() argument is a ConfigurationError whose message names it (a
+    bad value in the environment warns instead: tests/unit/test_config_env.py)."""
     with pytest.raises(ConfigurationError, match=message):
-        resolve(env=env)
+        resolve(env={}, **arguments)
 
 
 def test_sdk_disabled_is_read_from_the_environment():

@@ -1,0 +1,291 @@
+"""`proctrace run` is `python` with tracing: the program gets what python would give it, and
+proctrace's own output is what the README says (none with --quiet but warnings)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import by_name, clean_env, settle
+
+SHOW = """
+import sys
+loader = globals().get("__loader__")
+print("name", __name__)
+print("file", globals().get("__file__"))
+print("argv", sys.argv)
+print("path0", sys.path[0])
+print("spec", getattr(__spec__, "name", None), getattr(__spec__, "origin", None))
+print("package", repr(globals().get("__package__")), "cached", globals().get("__cached__"))
+print("loader", type(loader).__name__, getattr(loader, "name", None), getattr(loader, "path", None))
+print("globals", sorted(globals()))
+print("builtins", type(__builtins__).__name__, sys.modules["__main__"].__dict__ is globals())
+print("annotations", __annotations__)
+"""
+
+BOOM = """
+def fail():
+    raise ValueError("boom")
+
+fail()
+"""
+
+CLI = """
+import argparse
+parser = argparse.ArgumentParser(description="the program's own help")
+parser.add_argument("-x", action="store_true")
+parser.add_argument("--endpoint")
+print(parser.parse_args())
+"""
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """Scripts, a symlink, a package with __main__, a directory with __main__, a bad module."""
+    (tmp_path / "show.py").write_text(SHOW)
+    (tmp_path / "cli.py").write_text(CLI)
+    (tmp_path / "boom.py").write_text(BOOM)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "show.py").write_text(SHOW)
+    (tmp_path / "link").mkdir()
+    (tmp_path / "link" / "show.py").symlink_to(tmp_path / "sub" / "show.py")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    for name in ("__main__.py", "mod.py"):
+        (tmp_path / "pkg" / name).write_text(SHOW)
+    (tmp_path / "pkg" / "boom.py").write_text(BOOM)
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__main__.py").write_text(SHOW)
+    return tmp_path
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None,
+         command: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*(command or [sys.executable, "-m", "proctrace", "run"]), *args],
+        cwd=cwd, env=clean_env(**(env or {})), capture_output=True, text=True, timeout=90,
+    )
+
+
+def _python(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return _run(args, cwd, command=[sys.executable])
+
+
+def _same(args: list[str], cwd: Path, command: list[str] | None = None) -> None:
+    plain, traced = _python(args, cwd), _run(args, cwd, command=command)
+    assert (traced.returncode, traced.stdout) == (plain.returncode, plain.stdout), traced.stderr
+    assert traced.stderr == plain.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["show.py", "-h", "--endpoint", "http://x:1", "--quiet", "--", "-x"],
+        ["sub/show.py", "a", "--exporter", "none"],
+        ["./sub/../sub/show.py"],
+        ["link/show.py", "--service-name", "s"],
+        ["-m", "pkg.mod", "-h", "--protocol", "grpc", "--", "-x"],
+        ["-m", "pkg", "--help"],
+        ["-mpkg.mod", "q"],
+        ["app", "-m", "x"],
+        ["cli.py", "-h"],
+        ["-m", "cli", "-x", "--endpoint", "e"],
+    ],
+    ids=["script", "subdir", "unnormalized", "symlink", "module", "package", "mmodule", "dir",
+         "help", "module-options"],
+)
+def test_the_program_gets_what_python_gives_it(tree, args):
+    """sys.argv (options and -h after the program included), __file__, sys.path[0], __spec__,
+    __package__, __cached__, __loader__ and the module's globals: as under plain python."""
+    _same(args, tree)
+
+
+def test_the_absolute_path_and_the_console_script_too(tree):
+    """The installed `proctrace` command (whose own sys.path[0] is the scripts directory)."""
+    script = shutil.which("proctrace", path=sysconfig.get_path("scripts"))
+    assert script is not None
+    _same([str(tree / "sub" / "show.py"), "1"], tree, command=[script, "run"])
+    _same(["-m", "pkg.mod", "2"], tree, command=[script, "run"])
+
+
+def test_proctrace_options_go_before_and_a_double_dash_ends_them(tree):
+    """`proctrace run [options] -- script.py args`: the script gets exactly its arguments."""
+    plain = _python(["show.py", "a", "--", "-b"], tree)
+    traced = _run(["--service-name", "svc", "--quiet", "--", "show.py", "a", "--", "-b"], tree)
+    assert traced.returncode == 0, traced.stderr
+    assert traced.stdout == plain.stdout
+
+
+@pytest.mark.parametrize(
+    "args", [["nosuch.py"], ["-m", "nosuchmod"], ["-m", "pkg.nope"], ["sub"], ["boom.py"],
+             ["-m", "pkg.boom"]],
+    ids=["script", "module", "submodule", "dir-without-main", "raises", "module-raises"],
+)
+def test_errors_are_pythons_own(tree, args):
+    """A missing script or module, or an uncaught exception: python's own message (no frame
+    of proctrace in the traceback) and exit status."""
+    _same(args, tree)
+
+
+def test_proctrace_help_and_usage_errors(tree):
+    """Before the program, -h is proctrace's help; a usage error is status 2."""
+    shown = _run(["-h"], tree)
+    assert shown.returncode == 0 and "--quiet" in shown.stdout and "-m module" in shown.stdout
+    for args in ([], ["-m"], ["--bogus", "show.py"], ["--exporter", "zipkin", "show.py"]):
+        failed = _run(args, tree)
+        assert failed.returncode == 2 and failed.stdout == "", (args, failed.stderr)
+
+
+def test_compileall_with_worker_processes(tmp_path, receiver):
+    """`proctrace run -m compileall -q -j 2 DIR`: compiles, and its worker processes are
+    traced under the main span."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for i in range(6):
+        (source / f"m{i}.py").write_text(f"X = {i}\n")
+    proc = _run(["-m", "compileall", "-q", "-j", "2", "src"], tmp_path, receiver.env())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    assert len(list((source / "__pycache__").glob("m*.pyc"))) == 6
+    receiver.wait_for_spans(2, timeout=15)
+    spans = by_name(receiver.spans)
+    (main,) = spans["compileall"]
+    workers = spans["concurrent.futures.process._process_worker"]
+    assert workers and all(w.parent_span_id == main.span_id for w in workers)
+    assert {s.trace_id for s in receiver.spans} == {main.trace_id}
+
+
+TESTS = """
+import multiprocessing
+
+def child():
+    pass
+
+def test_starts_a_process():
+    p = multiprocessing.get_context("fork").Process(target=child)
+    p.start(); p.join()
+    assert p.exitcode == 0
+
+def test_fails():
+    assert 1 == 2
+
+def test_never_runs_with_x():
+    assert False
+"""
+
+
+def test_pytest_gets_its_options_and_its_exit_status_passes_through(tmp_path, receiver):
+    """`proctrace run -m pytest -x -q`: -x stops at the first failure, status 1, and the main
+    span says so."""
+    (tmp_path / "test_tiny.py").write_text(TESTS)
+    proc = _run(["-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"], tmp_path, receiver.env())
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert re.search(r"\b1 failed, 1 passed\b", proc.stdout), proc.stdout
+    spans = by_name(settle(receiver, 2))
+    main, child = spans["pytest"][0], spans["child"][0]
+    assert child.parent_span_id == main.span_id
+    assert main.attributes["process.exit.code"] == 1 and main.status_code == "ERROR"
+
+
+FAMILY = """
+import multiprocessing, os, sys
+
+def child(n):
+    os.write(1, f"child {n}\\n".encode())  # one write: children share the pipe
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(sys.argv[1])
+    ps = [ctx.Process(target=child, args=(i,)) for i in range(2)]
+    for p in ps: p.start()
+    for p in ps: p.join()
+"""
+
+
+def _trace_file_spans(directory: Path) -> list[dict]:
+    spans = []
+    for path in directory.glob("*.jsonl"):
+        for line in path.read_text().splitlines():
+            for resource in json.loads(line)["resourceSpans"]:
+                for scope in resource["scopeSpans"]:
+                    spans.extend(scope["spans"])
+    return spans
+
+
+def test_what_proctrace_adds_to_stderr_by_default(tmp_path):
+    """The README's list: a started and a finished line per child, one exit line."""
+    (tmp_path / "family.py").write_text(FAMILY)
+    proc = _run(["family.py", "fork"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    events = sorted(json.loads(line)["event"] for line in lines if line.startswith("{"))
+    assert events == ["process finished"] * 2 + ["process started"] * 2
+    (last,) = [line for line in lines if not line.startswith("{")]
+    assert re.fullmatch(r"proctrace: 3 spans \(trace \w+\) written to \.proctrace/family-\S+"
+                        r"\.jsonl; see them with: proctrace view", last)
+
+
+@pytest.mark.parametrize("how", ["--quiet", "-q", "PROCTRACE_QUIET"])
+def test_quiet_leaves_stderr_to_the_program(tmp_path, method, how):
+    """--quiet (or PROCTRACE_QUIET=true, carried to every child in the settings): nothing of
+    proctrace's on stderr, and the spans (with their lifecycle events) still written."""
+    if how != "--quiet" and method != "spawn":
+        pytest.skip("one start method is enough for the other spellings")
+    (tmp_path / "family.py").write_text(FAMILY)
+    options, env = ([how], {}) if how.startswith("-") else ([], {how: "true"})
+    proc = _run([*options, "family.py", method], tmp_path, env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert sorted(proc.stdout.splitlines()) == ["child 0", "child 1"]
+    spans = _trace_file_spans(tmp_path / ".proctrace")
+    assert len(spans) == 3
+    children = [s for s in spans if s["name"] == "child"]
+    assert all("process started" in [e["name"] for e in s["events"]] for s in children)
+
+
+def test_quiet_is_honoured_by_traced_programs_and_keeps_warnings(run_script, receiver):
+    """PROCTRACE_QUIET=true in a @traced program: no lifecycle lines; a warning about a bad
+    setting is still printed."""
+    source = """
+    import multiprocessing
+    from proctrace import traced
+
+    @traced
+    def child():
+        pass
+
+    if __name__ == "__main__":
+        p = multiprocessing.get_context("spawn").Process(target=child); p.start(); p.join()
+    """
+    env = {**receiver.env(), "PROCTRACE_QUIET": "true", "PROCTRACE_LOG_FORMAT": "xml"}
+    run = run_script(textwrap.dedent(source), env=env)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.splitlines() == [
+        "proctrace: PROCTRACE_LOG_FORMAT=xml is not supported (auto, json, console); using auto"
+    ]
+    settle(receiver, 2)
+
+
+def test_quiet_with_instrument(run_script, tmp_path):
+    """instrument() programs read PROCTRACE_QUIET too, and the exit line is left out."""
+    source = """
+    import multiprocessing, proctrace
+
+    def child():
+        pass
+
+    if __name__ == "__main__":
+        proctrace.instrument()
+        p = multiprocessing.get_context("forkserver").Process(target=child); p.start(); p.join()
+    """
+    run = run_script(textwrap.dedent(source), env={"PROCTRACE_QUIET": "1"})
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+    assert len(_trace_file_spans(tmp_path / ".proctrace")) == 2
+    assert os.listdir(tmp_path / ".proctrace")
