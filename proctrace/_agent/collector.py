@@ -178,7 +178,9 @@ class Collector:
             return
         if record["k"] == "start":
             data = _span_data(record)
-            if self._fates.started(data):
+            # A task's span (``t``) has no process fate: ended at once, or lost with its
+            # connection like a process span.
+            if record.get("t") or self._fates.started(data):
                 conn.open[record["span"]] = data
         elif record["k"] == "end":
             started = conn.open.pop(record["span"], None)

@@ -199,11 +199,13 @@ class Fates:
             return
         attrs = record["attrs"]
         status, code = _STATUS_ERROR, fate.code
-        if self.group_signal is not None and fate.signal is None and why != NEVER_RAN:
+        if self.group_signal is not None and fate.signal is None:
             stop = signal_name(self.group_signal)
             attrs[names.STOPPED_BY] = stop
             if why == STILL_RUNNING:
                 why = f"process was still running when the program was stopped by {stop}"
+            elif why == NEVER_RAN:
+                why = f"process ended by {stop} sent to the process group before its target ran"
             else:
                 why = f"process ended by {stop} sent to the process group"
         if fate.signal is not None and code in (None, -fate.signal):

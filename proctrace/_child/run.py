@@ -192,11 +192,15 @@ def open_call(
     parent: SpanRef | None = None,
     *,
     settings: _config.Settings | None = None,
+    announce: bool = False,
+    extra: Mapping[str, Any] | None = None,
 ) -> _span.Span | None:
     """The span of one call, under ``parent`` or the current span (None: nothing to record).
 
     In a traced child the carrier says where spans go; in the main program the
     caller passes the run's ``settings`` and the main span as ``parent``'s fallback.
+    ``announce`` sends the span's start at once (the collector ends it should this process
+    die first: a Dask task); ``extra`` adds attributes.
     """
     parent = _span.current_ids() if parent is None else parent
     if carrier is not None:
@@ -212,10 +216,18 @@ def open_call(
         return _span.Span("", parent[0], parent[1], {}, sampled=False)
     proc = multiprocessing.current_process()
     attributes, _, _ = _attributes(
-        proc, carrier, target, spec, settings, args, kwargs, shared=True
+        proc, carrier, target, spec, settings, args, kwargs, shared=not announce
     )
+    if extra:
+        attributes.update(extra)
     return _span.Span(
-        span_name(target, spec), parent[0], parent[1], attributes, announce=False, shared=True
+        span_name(target, spec),
+        parent[0],
+        parent[1],
+        attributes,
+        announce=announce,
+        shared=not announce,
+        task=announce,
     )
 
 
@@ -240,9 +252,14 @@ def run_call(
     parent: SpanRef | None = None,
     *,
     settings: _config.Settings | None = None,
+    announce: bool = False,
+    extra: Mapping[str, Any] | None = None,
 ) -> Any:
     """A span for one call (a pool task, a direct call); see ``open_call()``."""
-    span = open_call(target, spec, carrier, args, kwargs, parent, settings=settings)
+    span = open_call(
+        target, spec, carrier, args, kwargs, parent, settings=settings, announce=announce,
+        extra=extra,
+    )
     if span is None:
         return target(*args, **kwargs)
     status, message = _span.STATUS_UNSET, ""

@@ -84,6 +84,7 @@ class Span:
         span_id: str | None = None,
         shared: bool = False,
         sampled: bool = True,
+        task: bool = False,
     ) -> None:
         self.name = name
         self.trace_id = trace_id
@@ -97,17 +98,18 @@ class Span:
         self.sampled = sampled
         if not announce or not sampled:
             return
-        _wire.send(
-            {
-                "k": "start",
-                "trace": trace_id,
-                "span": self.span_id,
-                "parent": parent_id,
-                "name": name,
-                "start": self.start_ns,
-                "attrs": attributes,
-            }
-        )
+        record: dict[str, Any] = {
+            "k": "start",
+            "trace": trace_id,
+            "span": self.span_id,
+            "parent": parent_id,
+            "name": name,
+            "start": self.start_ns,
+            "attrs": attributes,
+        }
+        if task:  # not a process's span: the collector holds it for no exit code
+            record["t"] = True
+        _wire.send(record)
 
     def record_exception(self, exc: BaseException) -> None:
         """Add the OpenTelemetry ``exception`` event: type, message and stack trace."""

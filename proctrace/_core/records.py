@@ -28,6 +28,7 @@ class StartRecord(TypedDict):
     name: str
     start: int
     attrs: dict[str, Any]
+    t: NotRequired[bool]  # a task's span (Dask): no process fate, not held for an exit code
 
 
 class EndRecord(TypedDict):
@@ -158,6 +159,7 @@ _FIELDS: dict[str, tuple[tuple[str, int], ...]] = {
     "shutdown": (),
 }
 _OPTIONAL: dict[str, tuple[tuple[str, int], ...]] = {
+    "start": (("t", _BOOL),),
     "span": (("d", _BOOL), ("kind", _INT), ("links", _LINKS), ("scope", _OPT_STR)),
 }
 _INT64 = 2**63
