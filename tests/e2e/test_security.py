@@ -23,9 +23,8 @@ SCAN = """
 import multiprocessing, os, sys, time
 from proctrace import traced
 
-@traced
-def child():
-    found = []
+def scan():
+    found, agent = [], None
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
@@ -34,9 +33,24 @@ def child():
             except OSError:
                 continue
             if b"proctrace._agent" in cmdline:
-                print("agent", cmdline.split(b"\\0")[:-1], flush=True)
+                agent = cmdline.split(b"\\0")[:-1]
             if b"S3CRET" in cmdline or b"T0KEN" in cmdline:
                 found.append(entry)
+    return agent, found
+
+@traced
+def child():
+    read, write = os.pipe()
+    if os.fork() == 0:  # another local user reading every command line, as `ps` does
+        if os.geteuid() == 0:
+            os.setgid(65534)
+            os.setuid(65534)
+        os.write(write, repr(scan()).encode())
+        os._exit(0)
+    os.close(write)
+    agent, found = eval(os.read(read, 1 << 16))
+    os.wait()
+    print("agent", agent, flush=True)
     print("leaks", found, flush=True)
 
 if __name__ == "__main__":
