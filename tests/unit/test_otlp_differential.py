@@ -52,6 +52,12 @@ floats = st.one_of(st.floats(), st.sampled_from([0.0, -0.0, math.inf, -math.inf,
 scalars = st.one_of(texts, ints, floats, st.booleans(), st.binary(max_size=4))
 
 
+def _repeated(field: Any) -> bool:
+    """``FieldDescriptor.is_repeated`` (protobuf 5 and later) or its label (protobuf 4)."""
+    flag = getattr(field, "is_repeated", None)
+    return bool(flag) if flag is not None else field.label == field.LABEL_REPEATED
+
+
 def _nested(depth: int) -> st.SearchStrategy[Any]:
     """Scalars, lists and dicts nested at most ``depth`` deep (empty ones included)."""
     if depth == 0:
@@ -166,7 +172,7 @@ def _canonical_nans(msg: Message) -> None:
     for field, value in msg.ListFields():
         if field.message_type is None:
             continue
-        for sub in value if field.is_repeated else [value]:
+        for sub in value if _repeated(field) else [value]:
             _canonical_nans(sub)
 
 
