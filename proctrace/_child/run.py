@@ -25,6 +25,7 @@ from .._core.ids import SpanRef, parse_traceparent
 from .._core.spec import TraceSpec, function_name, span_name
 from . import logs as _logs
 from . import span as _span
+from . import usage as _usage
 from . import wire as _wire
 
 _settings_cache: tuple[int, _config.Settings] | None = None
@@ -263,6 +264,7 @@ def run_call(
     if span is None:
         return target(*args, **kwargs)
     status, message = _span.STATUS_UNSET, ""
+    cpu = time.thread_time()  # this thread's: other threads' work is not the call's
     try:
         with _span.activate(span):
             return target(*args, **kwargs)
@@ -270,7 +272,8 @@ def run_call(
         status, message = _failed(span, exc)
         raise
     finally:
-        span.end(status, message)
+        cpu = round(time.thread_time() - cpu, 6)
+        span.end(status, message, {names.TASK_CPU: cpu} if span.sampled else None)
 
 
 async def await_call(
@@ -366,5 +369,6 @@ def run_process(
                 )
             else:
                 _logs.emit("info", "process finished", duration_ms=duration_ms, exit_code=exit_code)
-            span.end(status, message, {names.EXIT_CODE: exit_code})
+            use = _usage.process_use(carrier["start_method"]) if span.sampled else {}
+            span.end(status, message, {names.EXIT_CODE: exit_code, **use})
 

@@ -25,6 +25,12 @@ ABNORMAL_END = "proctrace.abnormal_end"
 STOPPED_BY = "proctrace.stopped_by"  # the signal the whole process group was stopped with
 RUNNING_AT_EXIT = "proctrace.running_at_exit"  # a pool worker still running at exit
 DROPPED_LOG_EVENTS = "proctrace.dropped_log_events"
+# What a process used, measured by the process itself at the end of its span (_child/usage).
+CPU_USER, CPU_SYSTEM = "process.cpu.user_s", "process.cpu.system_s"
+MEMORY_PEAK = "process.memory.peak_bytes"
+SWITCHES_VOLUNTARY = "process.context_switches.voluntary"
+SWITCHES_INVOLUNTARY = "process.context_switches.involuntary"
+TASK_CPU = "proctrace.task.cpu_s"  # a call's (a pool task's) own CPU time, on its thread
 
 # Attributes proctrace sets on multiprocessing's process objects.
 CARRIER_ATTR = "_proctrace_carrier"  # the carrier, captured at start()

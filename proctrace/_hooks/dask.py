@@ -42,7 +42,9 @@ from .targets import ProcessTarget
 ANNOTATION = "proctrace"  # the Dask annotation: "*" (every task) or "@" (@traced), traceparent
 KEY = "proctrace.dask.key"
 WORKER = "proctrace.dask.worker"
-ATTEMPT = "proctrace.dask.attempt"  # 1, then 2, ... when this worker process runs it again
+ATTEMPT = "proctrace.dask.attempt"  # 1, then 2, ... for each run Dask makes of the task
+# Set by the scheduler (where proctrace is loaded) on a task's second run and later ones.
+ATTEMPT_ANNOTATION = "proctrace.attempt"
 RETRIES = "proctrace.dask.retries"  # the retries allowed (submit(..., retries=n))
 THREAD_ID = "thread.id"
 THREAD_NAME = "thread.name"
@@ -52,6 +54,7 @@ WORKER_SPAN = "dask worker"
 WORKER_SPEC = TraceSpec(name=WORKER_SPAN, record_args=False, terminate_is_normal=True)
 
 _CLIENT, _WORKER, _PROCESS = "distributed.client", "distributed.worker", "distributed.process"
+_SCHEDULER = "distributed.scheduler"
 _active = False
 # A worker started elsewhere: its run's settings, and its process span (setup_worker()).
 _standalone: Any = None
@@ -70,6 +73,7 @@ def install() -> None:
     onimport.when_imported(_CLIENT, _patch_client)
     onimport.when_imported(_WORKER, _patch_worker)
     onimport.when_imported(_PROCESS, _patch_process)
+    onimport.when_imported(_SCHEDULER, _patch_scheduler)
 
 
 def uninstall() -> None:
@@ -80,6 +84,7 @@ def uninstall() -> None:
         getattr(sys.modules.get(_CLIENT), "Client", None),
         sys.modules.get(_WORKER),
         getattr(sys.modules.get(_PROCESS), "AsyncProcess", None),
+        getattr(sys.modules.get(_SCHEDULER), "Scheduler", None),
     ]
     registry.restore(tuple(o for o in owners if o is not None))
 
@@ -172,7 +177,8 @@ def _patch_process(module: ModuleType) -> None:
             proc = getattr(self, "_process", None)
             target = getattr(proc, "_target", None)
             if (
-                target is not None
+                proc is not None
+                and target is not None
                 and (registry.instrumenting() or registry.decorated())
                 and spec_of(target) is None
             ):
@@ -181,6 +187,35 @@ def _patch_process(module: ModuleType) -> None:
         return __init__
 
     _patch(process, "__init__", init)
+
+
+def _patch_scheduler(module: ModuleType) -> None:
+    """The scheduler counts each task's runs (its retries after an error, and the workers that
+    died running it): a second run and later ones carry their number to the worker."""
+    scheduler = getattr(module, "Scheduler", None)
+    if (
+        not _active
+        or scheduler is None
+        or not hasattr(scheduler, "_task_to_msg")
+        or registry.patched(scheduler, "_task_to_msg")
+    ):
+        return
+
+    def task_to_msg(original: Any) -> Any:
+        def _task_to_msg(self: Any, ts: Any) -> Any:
+            msg = original(self, ts)
+            annotations = msg.get("annotations")
+            if annotations and ANNOTATION in annotations:
+                allowed = annotations.get("retries")
+                retried = allowed - ts.retries if isinstance(allowed, int) else 0
+                attempt = 1 + int(getattr(ts, "suspicious", 0)) + max(retried, 0)
+                if attempt > 1:
+                    msg["annotations"] = {**annotations, ATTEMPT_ANNOTATION: attempt}
+            return msg
+
+        return _task_to_msg
+
+    _patch(scheduler, "_task_to_msg", task_to_msg)
 
 
 def _destination() -> tuple[dict[str, Any] | None, Any] | None:
@@ -206,7 +241,14 @@ def _traced(task: Any, state: Any, key: Any) -> Any:
         return task
     copy = task.copy()
     copy.func = _Call(
-        task.func, ids, mark[0] == "*", where, key, worker, annotations.get("retries")
+        task.func,
+        ids,
+        mark[0] == "*",
+        where,
+        key,
+        worker,
+        annotations.get("retries"),
+        annotations.get(ATTEMPT_ANNOTATION),
     )
     return copy
 
@@ -214,7 +256,7 @@ def _traced(task: Any, state: Any, key: Any) -> Any:
 class _Call:
     """The function of one task run on this worker, in its span."""
 
-    __slots__ = ("everything", "fn", "ids", "key", "retries", "where", "worker")
+    __slots__ = ("attempt", "everything", "fn", "ids", "key", "retries", "where", "worker")
 
     def __init__(
         self,
@@ -225,9 +267,10 @@ class _Call:
         key: Any,
         worker: Any,
         retries: Any,
+        attempt: Any,
     ) -> None:
         self.fn, self.ids, self.everything, self.where = fn, ids, everything, where
-        self.key, self.worker, self.retries = key, worker, retries
+        self.key, self.worker, self.retries, self.attempt = key, worker, retries, attempt
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         fn = self.fn
@@ -259,7 +302,9 @@ class _Call:
         key = str(self.key)
         if len(_attempts) > 4096:
             _attempts.clear()
-        attempt = _attempts[key] = _attempts.get(key, 0) + 1
+        attempt = _attempts[key] = _attempts.get(key, 0) + 1  # this worker's own count
+        if isinstance(self.attempt, int) and self.attempt > attempt:
+            attempt = self.attempt  # the scheduler's, which counts on every worker
         thread = threading.current_thread()
         attributes: dict[str, Any] = {
             KEY: key,
@@ -289,6 +334,9 @@ def setup_worker(worker: Any) -> None:
     run, exporting where its ``OTEL_*`` settings say, and a process span of its own."""
     global _standalone, _worker_span
     install()
+    scheduler = getattr(sys.modules.get(_SCHEDULER), "Scheduler", None)
+    if scheduler is not None and isinstance(worker, scheduler):
+        return  # ``dask scheduler --preload proctrace.dask``: it counts each task's runs
     if _run.carrier_of(multiprocessing.current_process()) is not None or _standalone is not None:
         return
     from .._starter import main_span

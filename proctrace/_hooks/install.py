@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import dask as _dask
 from . import environ, pools, process, registry
 from . import joblib as _joblib
 
@@ -13,6 +14,7 @@ def install(*, by_decorator: bool = False) -> None:
     pools.install()
     process.install()
     _joblib.install()  # patches joblib once the program imports it
+    _dask.install()  # patches distributed once the program imports it
     environ.install()
 
 
@@ -21,6 +23,7 @@ def uninstall() -> None:
     pools.uninstall()
     process.uninstall()
     _joblib.uninstall()
+    _dask.uninstall()
     environ.uninstall()
 
 

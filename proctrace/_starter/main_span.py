@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from .._child import span as _span
+from .._child import usage as _usage
 from .._core import config as _config
 from .._core import names, sampling
 from .._core.ids import SpanRef, new_id, parse_traceparent
@@ -127,5 +128,8 @@ class Outcome:
         """End the main span with what was seen."""
         if self.exception is not None and not isinstance(self.exception, KeyboardInterrupt):
             span.record_exception(self.exception)
-        attributes = {names.EXIT_CODE: self.code} if self.code is not None else None
+        attributes = {names.EXIT_CODE: self.code} if self.code is not None else {}
+        if span.sampled:
+            _usage.prepare()
+            attributes.update(_usage.process_use(None))  # the main program was exec'd
         span.end(self.status, self.message, attributes)

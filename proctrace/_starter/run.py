@@ -165,14 +165,16 @@ def _prepare_children() -> None:
 
     structlog is not among it: children load it only if the program uses it.
     """
-    from .._child import logs, run  # noqa: F401
+    from .._child import logs, run, usage  # noqa: F401
+
+    usage.prepare()
 
     try:
         from multiprocessing import forkserver
 
         server = forkserver._forkserver
         if getattr(server, "_forkserver_pid", 0) is None:  # not started yet
-            wanted = ["proctrace._child.run"]
+            wanted = ["proctrace._child.run", "resource"]
             modules = list(getattr(server, "_preload_modules", ["__main__"]))
             server.set_forkserver_preload(modules + [m for m in wanted if m not in modules])
     except (ImportError, AttributeError):  # pragma: no cover - platform without forkserver
