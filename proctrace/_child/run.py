@@ -213,8 +213,10 @@ def open_call(
         return None
     if carrier is not None:
         follow_program(settings, child=True)
-    if not parent.sampled:  # nothing recorded; the ids stay current for logs and children
-        return _span.Span("", parent[0], parent[1], {}, sampled=False)
+    if not parent.sampled:
+        # Nothing is recorded: the call runs as it would untraced, under the (unsampled)
+        # span already current, whose trace id its logs and children keep.
+        return None
     proc = multiprocessing.current_process()
     attributes, _, _ = _attributes(
         proc, carrier, target, spec, settings, args, kwargs, shared=not announce
@@ -262,6 +264,9 @@ def run_call(
         extra=extra,
     )
     if span is None:
+        if parent is not None and not parent.sampled:  # handed in with the call: keep it
+            with _span.activate(_span.Parent(*parent)):
+                return target(*args, **kwargs)
         return target(*args, **kwargs)
     status, message = _span.STATUS_UNSET, ""
     cpu = time.thread_time()  # this thread's: other threads' work is not the call's
