@@ -20,10 +20,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from ._core.names import STATUS_NAMES
+
 __all__ = ["OTLPReceiver", "ReceivedEvent", "ReceivedSpan", "decode_request"]
 
 _PROTOCOLS = ("grpc", "http/protobuf")
-_STATUS_NAMES = {0: "UNSET", 1: "OK", 2: "ERROR"}
+_STATUS_NAMES = STATUS_NAMES  # the one definition, in the core
 TRACES_PATH = "/v1/traces"
 
 

@@ -20,7 +20,7 @@ from .._core import names
 from . import spans as _spans
 from .spans import ViewSpan, no_gc
 
-_STATUS = {"UNSET": 0, "OK": 1, "ERROR": 2}
+_STATUS = {name: code for code, name in names.STATUS_NAMES.items()}
 
 
 def page(roots: Mapping[str, list[ViewSpan]], title: str) -> str:
