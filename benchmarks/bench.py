@@ -1,7 +1,7 @@
 """Benchmark proctrace against bare multiprocessing and the hand-written OpenTelemetry recipe.
 
     python benchmarks/bench.py [--children N] [--rounds R] [--tasks N] [--methods LIST]
-                               [--quick] [--scale] [--json PATH]
+                               [--dask] [--quick] [--scale] [--json PATH]
 
 Each (variant, start method) measurement runs in a fresh interpreter on a generated script;
 variants alternate round-robin so machine drift cancels. Spans go over OTLP gRPC to a real
@@ -12,6 +12,7 @@ See benchmarks/README.md for what each figure means.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -40,11 +41,13 @@ TARGET_VS_BARE = {"fork": 1.25, "forkserver": 1.5, "spawn": 2.8}  # proctrace/ba
 TARGET_VS_RECIPE = 0.5  # proctrace/recipe, at most, every method
 TARGET_POOL_EXTRA_US = 15.0  # traced minus bare pool task, microseconds, at most
 TARGET_UNSAMPLED_EXTRA_US = 3.0  # the same under OTEL_TRACES_SAMPLER=always_off
+TARGET_DASK_EXTRA_US = 50.0  # traced minus bare Dask task (client.map, LocalCluster), at most
 TARGETS: dict[str, Any] = {
     "proctrace/bare": TARGET_VS_BARE,
     "proctrace/recipe": TARGET_VS_RECIPE,
     "pool_extra_us_per_task": TARGET_POOL_EXTRA_US,
     "pool_unsampled_extra_us_per_task": TARGET_UNSAMPLED_EXTRA_US,
+    "dask_extra_us_per_task": TARGET_DASK_EXTRA_US,
 }
 RUN_TIMEOUT = 900.0  # seconds one measurement subprocess may take
 # Seconds to wait for spans once a run has exited. Its exporters have had their answers by
@@ -205,6 +208,52 @@ def f(x):
     return x
 ''' + _POOL_MAIN
 
+_DASK_MAIN = '''
+
+if __name__ == "__main__":
+    workers, tasks, warmup = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    with LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster, Client(cluster) as client:
+        client.gather(client.map(f, range(-warmup, 0)))  # workers up and warm; not timed
+        t0 = time.perf_counter()
+        client.gather(client.map(f, range(tasks)))
+        wall = time.perf_counter() - t0
+    print(json.dumps({
+        "workers": workers,
+        "tasks": tasks,
+        "wall_s": wall,
+        "proctrace_loaded": "proctrace" in sys.modules,
+    }))
+'''
+
+BARE_DASK = '''"""Bare Dask: client.map on a LocalCluster of worker processes; no proctrace."""
+import json
+import sys
+import time
+
+from distributed import Client, LocalCluster
+
+
+def f(x):
+    return x
+''' + _DASK_MAIN
+
+PROCTRACE_DASK = '''"""The same client.map of a @traced function: a span per task on the workers."""
+import json
+import sys
+import time
+
+from distributed import Client, LocalCluster
+
+from proctrace import traced
+
+
+@traced
+def f(x):
+    return x
+''' + _DASK_MAIN
+
 SCALE = '''"""Scale: many fork children in concurrent batches, then many pool tasks, one run."""
 import json
 import multiprocessing
@@ -266,6 +315,8 @@ SCRIPTS = {
     "pool-bare": BARE_POOL,
     "pool-proctrace": PROCTRACE_POOL,
     "scale": SCALE,
+    "dask-bare": BARE_DASK,
+    "dask-proctrace": PROCTRACE_DASK,
 }
 
 
@@ -314,7 +365,7 @@ class Bench:
         self.runs += 1
         service = f"bench-{script}-{self.runs}"
         env = dict(self.env, OTEL_SERVICE_NAME=service)
-        if script in ("proctrace", "pool-proctrace", "scale"):
+        if script in ("proctrace", "pool-proctrace", "dask-proctrace", "scale"):
             env.update(self.receiver.env())
             env["PROCTRACE_LOG_FORMAT"] = "json"
         env.update(extra_env or {})
@@ -342,7 +393,7 @@ class Bench:
                 f"bench: {script} {' '.join(args)} exited with {proc.returncode}\n{tail}"
             )
         data = json.loads(proc.stdout.strip().splitlines()[-1])
-        if script.removeprefix("pool-") == "bare" and data["proctrace_loaded"]:
+        if script.split("-")[-1] == "bare" and data["proctrace_loaded"]:
             raise SystemExit(f"bench: the {script} program imported proctrace")
         spans = None
         if expected_spans is not None:
@@ -454,6 +505,8 @@ def run_benchmark(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     raw: dict[str, dict[str, list[RunResult]]] = {m: {v: [] for v in VARIANTS} for m in methods}
     pool_raw: dict[str, list[RunResult]] = {"bare": [], "proctrace": [], "unsampled": []}
     pool_warmup = min(100, args.tasks)
+    dask_raw: dict[str, list[RunResult]] = {"bare": [], "proctrace": []}
+    dask_warmup = min(100, args.dask_tasks)
     for rnd in range(1, args.rounds + 1):
         for method in methods:
             argv = [method, str(args.warmup), str(children[method])]
@@ -482,6 +535,15 @@ def run_benchmark(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             spans = f", spans {result.spans['status']}" if result.spans else ""
             us = result.data["wall_s"] / args.tasks * 1e6
             log(f"round {rnd}/{args.rounds} pool       {variant:9} {us:8.2f} us/task{spans}")
+        for variant in ("bare", "proctrace") if args.dask else ():
+            argv = [str(args.dask_workers), str(args.dask_tasks), str(dask_warmup)]
+            # task spans (warm-up included), the workers' process spans, the main span
+            expected = dask_warmup + args.dask_tasks + args.dask_workers + 1
+            result = bench.run(f"dask-{variant}", argv, None if variant == "bare" else expected)
+            dask_raw[variant].append(result)
+            spans = f", spans {result.spans['status']}" if result.spans else ""
+            us = result.data["wall_s"] / args.dask_tasks * 1e6
+            log(f"round {rnd}/{args.rounds} dask       {variant:9} {us:8.2f} us/task{spans}")
 
     processes: dict[str, Any] = {}
     for method in methods:
@@ -526,7 +588,28 @@ def run_benchmark(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     pool["unsampled_difference_us"] = (
         pool["unsampled"]["us_per_task"] - pool["bare"]["us_per_task"]
     )
-    return {"processes": processes, "pool": pool}
+    results: dict[str, Any] = {"processes": processes, "pool": pool}
+    if args.dask:
+        dask: dict[str, Any] = {
+            "workers": args.dask_workers,
+            "threads_per_worker": 1,
+            "tasks": args.dask_tasks,
+            "warmup_tasks": dask_warmup,
+        }
+        for variant, results_ in dask_raw.items():
+            per_run = [r.data["wall_s"] / args.dask_tasks * 1e6 for r in results_]
+            dask[variant] = {
+                "us_per_task": statistics.median(per_run),
+                "run_us_per_task": per_run,
+                "run_wall_s": [r.wall_s for r in results_],
+            }
+            if variant == "proctrace":
+                runs = [r.spans for r in results_ if r.spans is not None]
+                dask[variant]["spans"] = overall_span_status(runs)
+                dask[variant]["span_runs"] = runs
+        dask["difference_us"] = dask["proctrace"]["us_per_task"] - dask["bare"]["us_per_task"]
+        results["dask"] = dask
+    return results
 
 
 def against(value: float, target: float, digits: int = 2, sign: str = "") -> str:
@@ -574,6 +657,23 @@ def print_tables(results: dict[str, Any], args: argparse.Namespace) -> None:
     print(
         f"{'always_off':<11}{pool['bare']['us_per_task']:>14.2f}"
         f"{pool['unsampled']['us_per_task']:>16.2f}  {diff:<24}none exported"
+    )
+    dask = results.get("dask")
+    if dask is None:
+        return
+    print()
+    print(
+        f"Dask client.map(f, range({dask['tasks']})) on LocalCluster(n_workers="
+        f"{dask['workers']}, threads_per_worker=1, processes=True): wall of the map / tasks, "
+        f"median of {args.rounds} round(s)"
+    )
+    header = f"{'':<11}{'bare us/task':>14}{'traced us/task':>16}  {'difference':<24}spans"
+    print(header)
+    print("-" * len(header))
+    diff = against(dask["difference_us"], TARGET_DASK_EXTRA_US, sign="+")
+    print(
+        f"{'dask':<11}{dask['bare']['us_per_task']:>14.2f}"
+        f"{dask['proctrace']['us_per_task']:>16.2f}  {diff:<24}{dask['proctrace']['spans']}"
     )
 
 
@@ -659,7 +759,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pool-method", default="fork", help="start method of the pool (fork)")
     parser.add_argument(
         "--quick", action="store_true",
-        help="tiny sizes for tests: 3 children, 1 warm-up, 1 round, 200 tasks",
+        help="tiny sizes for tests: 3 children, 1 warm-up, 1 round, 200 tasks; with "
+        "distributed installed, also the Dask pair with 100 tasks",
+    )
+    parser.add_argument(
+        "--dask", action="store_true",
+        help="also measure a Dask task, bare and traced (needs distributed; adds about a "
+        "minute)",
+    )
+    parser.add_argument("--dask-tasks", type=int, default=2000, help="Dask tasks per run (2000)")
+    parser.add_argument(
+        "--dask-workers", type=int, default=2, help="LocalCluster worker processes (2)"
     )
     parser.add_argument(
         "--scale", action="store_true",
@@ -675,11 +785,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.children, args.warmup, args.rounds, args.tasks = 3, 1, 1, 200
+        if importlib.util.find_spec("distributed") is not None:
+            args.dask, args.dask_tasks = True, 100
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = set(args.methods) - set(METHODS)
     if unknown or not args.methods:
         parser.error(f"--methods takes a subset of {','.join(METHODS)}")
-    for name in ("children", "rounds", "tasks", "scale_children", "scale_batch", "scale_tasks"):
+    for name in (
+        "children", "rounds", "tasks", "dask_tasks", "dask_workers", "scale_children",
+        "scale_batch", "scale_tasks",
+    ):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -718,6 +833,7 @@ def main(argv: list[str] | None = None) -> int:
                 "rounds": args.rounds,
                 "tasks": args.tasks,
                 "pool_method": args.pool_method,
+                "dask": args.dask,
                 "quick": args.quick,
             }
     elapsed = time.perf_counter() - started

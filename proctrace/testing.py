@@ -59,6 +59,8 @@ class ReceivedSpan:
     events: tuple[ReceivedEvent, ...]
     resource: dict[str, object]
     scope_name: str
+    # (trace id, span id, attributes) of each span this one links to
+    links: tuple[tuple[str, str, dict[str, object]], ...] = ()
 
     @property
     def duration_ms(self) -> float:
@@ -103,6 +105,10 @@ def _decode_span(span: Any, resource: dict[str, object], scope_name: str) -> Rec
         events=events,
         resource=dict(resource),
         scope_name=scope_name,
+        links=tuple(
+            (link.trace_id.hex(), link.span_id.hex(), _decode_attributes(link.attributes))
+            for link in span.links
+        ),
     )
 
 

@@ -253,12 +253,14 @@ def _span_data(record: records.StartRecord | records.SpanRecord) -> SpanData:
         "start": record["start"],
         "attrs": record["attrs"],
     }
+    if "links" in record:
+        data["links"] = record["links"]
     if record["k"] == "span":
         data["end"] = record["end"]
         data["status"] = record["status"]
         data["message"] = record["message"]
         data["events"] = record["events"]
-        for key in ("kind", "links", "scope"):
+        for key in ("kind", "scope"):
             if key in record:
                 data[key] = record[key]
     return data

@@ -195,13 +195,16 @@ def open_call(
     settings: _config.Settings | None = None,
     announce: bool = False,
     extra: Mapping[str, Any] | None = None,
+    span_id: str | None = None,
+    links: list[tuple[str, str, dict[str, Any]]] | None = None,
 ) -> _span.Span | None:
     """The span of one call, under ``parent`` or the current span (None: nothing to record).
 
     In a traced child the carrier says where spans go; in the main program the
     caller passes the run's ``settings`` and the main span as ``parent``'s fallback.
     ``announce`` sends the span's start at once (the collector ends it should this process
-    die first: a Dask task); ``extra`` adds attributes.
+    die first: a Dask task); ``extra`` adds attributes; ``span_id`` is the span's id when the
+    caller chose it, ``links`` its links (a Dask task's earlier attempt).
     """
     parent = _span.current_ids() if parent is None else parent
     if carrier is not None:
@@ -231,6 +234,8 @@ def open_call(
         announce=announce,
         shared=not announce,
         task=announce,
+        span_id=span_id,
+        links=links,
     )
 
 
@@ -257,11 +262,13 @@ def run_call(
     settings: _config.Settings | None = None,
     announce: bool = False,
     extra: Mapping[str, Any] | None = None,
+    span_id: str | None = None,
+    links: list[tuple[str, str, dict[str, Any]]] | None = None,
 ) -> Any:
     """A span for one call (a pool task, a direct call); see ``open_call()``."""
     span = open_call(
         target, spec, carrier, args, kwargs, parent, settings=settings, announce=announce,
-        extra=extra,
+        extra=extra, span_id=span_id, links=links,
     )
     if span is None:
         if parent is not None and not parent.sampled:  # handed in with the call: keep it

@@ -64,6 +64,7 @@ class Span:
         "announced",
         "attributes",
         "events",
+        "links",
         "name",
         "parent_id",
         "sampled",
@@ -85,6 +86,7 @@ class Span:
         shared: bool = False,
         sampled: bool = True,
         task: bool = False,
+        links: list[tuple[str, str, dict[str, Any]]] | None = None,
     ) -> None:
         self.name = name
         self.trace_id = trace_id
@@ -96,6 +98,7 @@ class Span:
         self.announced = announce
         self.shared = shared
         self.sampled = sampled
+        self.links = links
         if not announce or not sampled:
             return
         record: dict[str, Any] = {
@@ -109,6 +112,8 @@ class Span:
         }
         if task:  # not a process's span: the collector holds it for no exit code
             record["t"] = True
+        if links:
+            record["links"] = links
         _wire.send(record)
 
     def record_exception(self, exc: BaseException) -> None:
@@ -150,22 +155,23 @@ class Span:
             return end_ns
         if attributes:
             self.attributes.update(attributes)
-        _wire.send(
-            {
-                "k": "span",
-                "d": self.shared,
-                "trace": self.trace_id,
-                "span": self.span_id,
-                "parent": self.parent_id,
-                "name": self.name,
-                "start": self.start_ns,
-                "end": end_ns,
-                "status": status,
-                "message": message,
-                "attrs": self.attributes,
-                "events": self.events,
-            }
-        )
+        record: dict[str, Any] = {
+            "k": "span",
+            "d": self.shared,
+            "trace": self.trace_id,
+            "span": self.span_id,
+            "parent": self.parent_id,
+            "name": self.name,
+            "start": self.start_ns,
+            "end": end_ns,
+            "status": status,
+            "message": message,
+            "attrs": self.attributes,
+            "events": self.events,
+        }
+        if self.links:
+            record["links"] = self.links
+        _wire.send(record)
         return end_ns
 
 

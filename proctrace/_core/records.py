@@ -29,6 +29,7 @@ class StartRecord(TypedDict):
     start: int
     attrs: dict[str, Any]
     t: NotRequired[bool]  # a task's span (Dask): no process fate, not held for an exit code
+    links: NotRequired[list[Link]]  # a Dask task's earlier attempt
 
 
 class EndRecord(TypedDict):
@@ -159,7 +160,7 @@ _FIELDS: dict[str, tuple[tuple[str, int], ...]] = {
     "shutdown": (),
 }
 _OPTIONAL: dict[str, tuple[tuple[str, int], ...]] = {
-    "start": (("t", _BOOL),),
+    "start": (("t", _BOOL), ("links", _LINKS)),
     "span": (("d", _BOOL), ("kind", _INT), ("links", _LINKS), ("scope", _OPT_STR)),
 }
 _INT64 = 2**63

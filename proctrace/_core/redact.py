@@ -17,7 +17,7 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .spec import takes_self
+from .spec import signature_key, takes_self
 
 REDACTED = "[REDACTED]"
 SECRET_WORDS = ("password", "passwd", "secret", "token", "api_key", "apikey", "authorization",
@@ -327,12 +327,13 @@ def safe_repr(value: object, limit: int, extra: tuple[str, ...] = ()) -> str:
     return text
 
 
-_PARAM_NAMES: dict[Callable[..., Any], tuple[str, ...]] = {}
+_PARAM_NAMES: dict[Any, tuple[str, ...]] = {}
 
 
 def positional_names(fn: Callable[..., Any]) -> tuple[str, ...]:
     """Names of ``fn``'s positional parameters (cached), to redact secrets passed by position."""
-    names = _PARAM_NAMES.get(fn)
+    key = signature_key(fn)
+    names = _PARAM_NAMES.get(key)
     if names is None:
         try:
             params = inspect.signature(fn).parameters.values()
@@ -341,18 +342,19 @@ def positional_names(fn: Callable[..., Any]) -> tuple[str, ...]:
             )
         except (TypeError, ValueError):
             names = ()
-        _PARAM_NAMES[fn] = names
+        _PARAM_NAMES[key] = names
     return names
 
 
-_SECRET_POSITIONS: dict[tuple[Callable[..., Any], tuple[str, ...]], tuple[bool, ...]] = {}
+_SECRET_POSITIONS: dict[tuple[Any, tuple[str, ...]], tuple[bool, ...]] = {}
 
 
 def secret_positions(fn: Callable[..., Any], extra: tuple[str, ...]) -> tuple[bool, ...]:
     """Which positional parameters of ``fn`` look secret (cached per function)."""
-    found = _SECRET_POSITIONS.get((fn, extra))
+    key = (signature_key(fn), extra)
+    found = _SECRET_POSITIONS.get(key)
     if found is None:
-        found = _SECRET_POSITIONS[(fn, extra)] = tuple(
+        found = _SECRET_POSITIONS[key] = tuple(
             is_secret(name, extra) for name in positional_names(fn)
         )
     return found

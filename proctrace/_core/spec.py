@@ -83,17 +83,29 @@ def resolve(
 _SELF: dict[Any, bool] = {}
 
 
+def signature_key(fn: Any) -> Any:
+    """What caches of a function's parameters are keyed by: a plain function's code and
+    qualified name, so that copies of it (a Dask task's function, unpickled anew for each
+    task) share one entry instead of each adding its own; anything else itself."""
+    if type(fn) is types.FunctionType:
+        own = fn.__dict__
+        if "__wrapped__" not in own and "__signature__" not in own:
+            return (fn.__code__, fn.__qualname__)
+    return fn
+
+
 def takes_self(fn: Any) -> bool:
     """True for a function defined in a class whose first parameter is ``self`` or ``cls``:
     called through the class, its first argument is the instance (cached)."""
-    found = _SELF.get(fn)
+    key = signature_key(fn)
+    found = _SELF.get(key)
     if found is None:
         owner = str(getattr(fn, "__qualname__", "")).rpartition(".")[0]
         try:
             first = next(iter(inspect.signature(fn).parameters), None)
         except (TypeError, ValueError):
             first = None
-        found = _SELF[fn] = bool(
+        found = _SELF[key] = bool(
             owner and not owner.endswith("<locals>") and first in ("self", "cls")
         )
     return found

@@ -9,7 +9,8 @@ Keys, tokens and graphs stay as they are (no wrapper to pickle). On the worker,
 ``distributed.worker._run_task`` gives the task's function to a ``_Call`` for that run: the
 span of ``_child/run.run_call`` (name, arguments, redaction as a pool task's) with the task's
 key, the worker's address, the thread and the attempt, announced at its start so that the
-collector ends it (ERROR) should the worker die mid-task.
+collector ends it (ERROR) should the worker die mid-task. Its span id is derived from the
+scheduler's ``run_id`` of the run, so a rerun links to the run before it (``run_span_id()``).
 
 Where the spans go: a worker process started through multiprocessing by a traced program
 (``LocalCluster(processes=True)``) has a carrier, as any child; its process span is named
@@ -23,6 +24,7 @@ Nothing here imports Dask: the hook is installed when the program imports it.
 from __future__ import annotations
 
 import functools
+import hashlib
 import multiprocessing
 import os
 import socket
@@ -45,6 +47,8 @@ WORKER = "proctrace.dask.worker"
 ATTEMPT = "proctrace.dask.attempt"  # 1, then 2, ... for each run Dask makes of the task
 # Set by the scheduler (where proctrace is loaded) on a task's second run and later ones.
 ATTEMPT_ANNOTATION = "proctrace.attempt"
+# ... with the scheduler's ``run_id`` of the run before: the span this run's links to.
+PREVIOUS_ANNOTATION = "proctrace.previous_run"
 RETRIES = "proctrace.dask.retries"  # the retries allowed (submit(..., retries=n))
 THREAD_ID = "thread.id"
 THREAD_NAME = "thread.name"
@@ -203,6 +207,7 @@ def _patch_scheduler(module: ModuleType) -> None:
 
     def task_to_msg(original: Any) -> Any:
         def _task_to_msg(self: Any, ts: Any) -> Any:
+            previous = getattr(ts, "run_id", None)  # the run before this one, if any
             msg = original(self, ts)
             annotations = msg.get("annotations")
             if annotations and ANNOTATION in annotations:
@@ -210,7 +215,10 @@ def _patch_scheduler(module: ModuleType) -> None:
                 retried = allowed - ts.retries if isinstance(allowed, int) else 0
                 attempt = 1 + int(getattr(ts, "suspicious", 0)) + max(retried, 0)
                 if attempt > 1:
-                    msg["annotations"] = {**annotations, ATTEMPT_ANNOTATION: attempt}
+                    extra: dict[str, Any] = {ATTEMPT_ANNOTATION: attempt}
+                    if isinstance(previous, int):
+                        extra[PREVIOUS_ANNOTATION] = previous
+                    msg["annotations"] = {**annotations, **extra}
             return msg
 
         return _task_to_msg
@@ -249,6 +257,7 @@ def _traced(task: Any, state: Any, key: Any) -> Any:
         worker,
         annotations.get("retries"),
         annotations.get(ATTEMPT_ANNOTATION),
+        (getattr(ts, "run_id", None), annotations.get(PREVIOUS_ANNOTATION)),
     )
     return copy
 
@@ -256,7 +265,7 @@ def _traced(task: Any, state: Any, key: Any) -> Any:
 class _Call:
     """The function of one task run on this worker, in its span."""
 
-    __slots__ = ("attempt", "everything", "fn", "ids", "key", "retries", "where", "worker")
+    __slots__ = ("attempt", "everything", "fn", "ids", "key", "retries", "runs", "where", "worker")
 
     def __init__(
         self,
@@ -268,9 +277,11 @@ class _Call:
         worker: Any,
         retries: Any,
         attempt: Any,
+        runs: tuple[Any, Any] = (None, None),  # the scheduler's run_id: this run's, the last's
     ) -> None:
         self.fn, self.ids, self.everything, self.where = fn, ids, everything, where
         self.key, self.worker, self.retries, self.attempt = key, worker, retries, attempt
+        self.runs = runs
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         fn = self.fn
@@ -286,6 +297,15 @@ class _Call:
         if isinstance(getattr(target, "__proctrace__", None), TraceSpec):
             target = getattr(target, "__wrapped__", target)  # the @traced wrapper's function
         carrier, settings = self.where
+        extra = self._attributes()
+        span_id = links = None
+        run, previous = self.runs
+        if type(run) is int:
+            scheduler = str(getattr(getattr(self.worker, "scheduler", None), "address", ""))
+            span_id = run_span_id(self.ids.trace_id, scheduler, extra[KEY], run)
+            if type(previous) is int:  # the scheduler's run before this one
+                earlier = run_span_id(self.ids.trace_id, scheduler, extra[KEY], previous)
+                links = [(self.ids.trace_id, earlier, {ATTEMPT: extra[ATTEMPT] - 1})]
         return _run.run_call(
             target,
             spec,
@@ -295,7 +315,9 @@ class _Call:
             parent=self.ids,
             settings=settings,
             announce=True,
-            extra=self._attributes(),
+            extra=extra,
+            span_id=span_id,
+            links=links,
         )
 
     def _attributes(self) -> dict[str, Any]:
@@ -317,6 +339,12 @@ class _Call:
         if isinstance(self.retries, int) and self.retries > 0:
             attributes[RETRIES] = self.retries
         return attributes
+
+
+def run_span_id(trace_id: str, scheduler: str, key: str, run_id: int) -> str:
+    """One run's span id, the same on every worker: the next run's span links to it."""
+    text = f"{trace_id} {scheduler} {key} {run_id}".encode()
+    return hashlib.blake2b(text, digest_size=8).hexdigest().replace("0" * 16, "0" * 15 + "1")
 
 
 def _hostname() -> str:

@@ -44,4 +44,8 @@ def test_bench_quick_measures_every_method_and_variant_and_delivers_spans(tmp_pa
     assert pool["bare"]["us_per_task"] > 0
     assert pool["proctrace"]["us_per_task"] > 0
     assert pool["proctrace"]["spans"] == "ok", pool["proctrace"]["span_runs"]
+    dask = results["dask"]  # distributed is installed here: --quick measures the Dask pair
+    assert dask["bare"]["us_per_task"] > 0
+    assert dask["proctrace"]["us_per_task"] > 0
+    assert dask["proctrace"]["spans"] == "ok", dask["proctrace"]["span_runs"]
     assert "proctrace/bare" in proc.stdout

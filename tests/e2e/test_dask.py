@@ -125,7 +125,13 @@ def test_local_cluster_failure_and_retries(local_run) -> None:
         assert boom.status_message == "ValueError: 3"
         assert [e.name for e in boom.events] == ["exception"]
         assert boom.attributes["proctrace.dask.retries"] == 1
-    assert sorted(b.attributes["proctrace.dask.attempt"] for b in booms) == [1, 2]
+    first, second = sorted(booms, key=lambda b: b.attributes["proctrace.dask.attempt"])
+    assert [
+        first.attributes["proctrace.dask.attempt"],
+        second.attributes["proctrace.dask.attempt"],
+    ] == [1, 2]
+    assert first.links == ()
+    assert second.links == ((first.trace_id, first.span_id, {"proctrace.dask.attempt": 1}),)
 
 
 def test_local_cluster_worker_killed_mid_task(local_run) -> None:
@@ -139,6 +145,8 @@ def test_local_cluster_worker_killed_mid_task(local_run) -> None:
     assert retried.attributes["proctrace.dask.attempt"] == 2  # counted by the scheduler
     assert killed.attributes["process.pid"] != retried.attributes["process.pid"]
     assert killed.parent_span_id == retried.parent_span_id
+    # the retry links to the span of the run killed: its id was derived, not sent
+    assert retried.links == ((killed.trace_id, killed.span_id, {"proctrace.dask.attempt": 1}),)
     workers = [s for s in spans if s.name == "dask worker"]
     assert len(workers) == 3  # two, and the one the nanny started after the kill
     pid = killed.attributes["process.pid"]
@@ -327,6 +335,7 @@ def test_remote_worker_killed_mid_task(remote_run) -> None:
         killed.attributes["proctrace.dask.attempt"],
         retried.attributes["proctrace.dask.attempt"],
     ] == [1, 2]
+    assert retried.links == ((killed.trace_id, killed.span_id, {"proctrace.dask.attempt": 1}),)
     pid = killed.attributes["process.pid"]
     dead = [s for s in spans if s.name == "dask worker" and s.attributes["process.pid"] == pid]
     assert [d.status_code for d in dead] == ["ERROR"]

@@ -122,7 +122,9 @@ def _check_trace(spans, expect_signal: str | None) -> dict[str, list]:
     return names
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+# SIGINT to the group is in the random-point test below: with a Pool mid-imap, Ctrl-C makes
+# CPython's pool shut down in ways whose timing varies (a rare hang was seen under load).
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_to_the_process_group_loses_no_process_span(tmp_path, receiver, method, signum):
     """Two busy children and a Pool(2) mid-map when the whole group gets the signal: the main
     span, both children and both pool workers arrive ended and ERROR naming the signal, the
