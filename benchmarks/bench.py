@@ -254,14 +254,22 @@ def f(x):
     return x
 ''' + _DASK_MAIN
 
-SCALE = '''"""Scale: many fork children in concurrent batches, then many pool tasks, one run."""
+SCALE = '''"""Scale: many fork children in concurrent batches, then many pool tasks, one run.
+
+argv: children batch tasks variant; the "bare" variant never imports proctrace.
+"""
 import json
 import multiprocessing
-import resource
+import os
 import sys
 import time
 
-from proctrace import traced
+VARIANT = sys.argv[4]
+if VARIANT == "proctrace":
+    from proctrace import traced
+else:
+    def traced(fn):
+        return fn
 
 
 @traced
@@ -272,6 +280,33 @@ def work(i):
 @traced
 def f(x):
     return x
+
+
+def peak_mib(pid="self"):
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across exec, so it
+    # would report the benchmark process's size.
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def agent_peak_mib():
+    """The peak RSS so far of this run's proctrace agent (a child of this process)."""
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as children:
+            for pid in children.read().split():
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                        if b"proctrace._agent" in cmdline.read():
+                            return peak_mib(pid)
+                except OSError:
+                    continue
+    return None
 
 
 if __name__ == "__main__":
@@ -300,11 +335,9 @@ if __name__ == "__main__":
         "pool_map_s": t3 - t2,
         "pool_total_s": t4 - t1,
         "script_s": t4 - t0,
-        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across
-        # exec, so it would report the benchmark process's size.
-        "peak_rss_mib": int(
-            [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
-        ) / 1024,
+        "peak_rss_mib": peak_mib(),
+        "agent_peak_rss_mib": agent_peak_mib() if VARIANT == "proctrace" else None,
+        "proctrace_loaded": "proctrace" in sys.modules,
     }))
 '''
 
@@ -315,6 +348,7 @@ SCRIPTS = {
     "pool-bare": BARE_POOL,
     "pool-proctrace": PROCTRACE_POOL,
     "scale": SCALE,
+    "scale-bare": SCALE,
     "dask-bare": BARE_DASK,
     "dask-proctrace": PROCTRACE_DASK,
 }
@@ -342,9 +376,10 @@ def script_name(name: str) -> str:
 class Bench:
     """Owns the receiver, the temporary directory with the scripts, and the subprocess env."""
 
-    def __init__(self, receiver: OTLPReceiver, workdir: Path) -> None:
+    def __init__(self, receiver: OTLPReceiver, workdir: Path, stderr_pipe: bool = True) -> None:
         """Write the scripts into ``workdir`` and prepare the environment for runs."""
         self.receiver = receiver
+        self.stderr_pipe = stderr_pipe
         self.workdir = workdir
         self.runs = 0
         for name, source in SCRIPTS.items():
@@ -376,23 +411,27 @@ class Bench:
         self.receiver.clear()
         t0 = time.perf_counter()
         with open(stderr_path, "wb") as stderr:
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 [sys.executable, str(path), *args],
                 cwd=self.workdir,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
-                timeout=RUN_TIMEOUT,
+                # A pipe read as it comes (communicate()), as a terminal or a log shipper
+                # reads a real program's stderr; or a file.
+                stderr=subprocess.PIPE if self.stderr_pipe else stderr,
             )
+            out, err = proc.communicate(timeout=RUN_TIMEOUT)
+            if err:
+                stderr.write(err)
+        stdout = out.decode(errors="replace")
         wall = time.perf_counter() - t0
-        if proc.returncode != 0 or not proc.stdout.strip():
+        if proc.returncode != 0 or not stdout.strip():
             tail = stderr_path.read_text(errors="replace")[-3000:]
             raise SystemExit(
                 f"bench: {script} {' '.join(args)} exited with {proc.returncode}\n{tail}"
             )
-        data = json.loads(proc.stdout.strip().splitlines()[-1])
+        data = json.loads(stdout.strip().splitlines()[-1])
         if script.split("-")[-1] == "bare" and data["proctrace_loaded"]:
             raise SystemExit(f"bench: the {script} program imported proctrace")
         spans = None
@@ -683,57 +722,87 @@ def print_tables(results: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def run_scale(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
-    """One proctrace run: ``scale_children`` fork children in batches, then the pool tasks."""
+    """``scale_children`` fork children in batches, then the pool tasks: bare, then proctrace
+    (every span counted), ``scale_rounds`` times."""
     expected = args.scale_children + args.scale_tasks + 2 + 1  # + pool workers + main span
     argv = [str(args.scale_children), str(args.scale_batch), str(args.scale_tasks)]
     log(
         f"scale: {args.scale_children} fork children in batches of {args.scale_batch}, "
-        f"then {args.scale_tasks} pool tasks"
+        f"then {args.scale_tasks} pool tasks; bare and proctrace, {args.scale_rounds} round(s)"
     )
-    result = bench.run("scale", argv, expected)
-    data = dict(result.data)
-    data.update(
-        children=args.scale_children,
-        batch=args.scale_batch,
-        tasks=args.scale_tasks,
-        pool_us_per_task=data["pool_map_s"] / args.scale_tasks * 1e6,
-        run_wall_s=result.wall_s,
-        spans=result.spans,
-    )
-    return {"scale": data}
+    runs: dict[str, list[dict[str, Any]]] = {"bare": [], "proctrace": []}
+    for round_no in range(args.scale_rounds):
+        for variant in ("bare", "proctrace"):
+            log(f"  round {round_no + 1}: {variant}")
+            script = "scale" if variant == "proctrace" else "scale-bare"
+            result = bench.run(
+                script, [*argv, variant], expected if variant == "proctrace" else None
+            )
+            data = dict(result.data)
+            data.update(
+                pool_us_per_task=data["pool_map_s"] / args.scale_tasks * 1e6,
+                child_ms=data["children_s"] / args.scale_children * 1000,
+                run_wall_s=result.wall_s,
+                spans=result.spans,
+            )
+            runs[variant].append(data)
+    return {
+        "scale": {
+            "children": args.scale_children,
+            "batch": args.scale_batch,
+            "tasks": args.scale_tasks,
+            "runs": runs,
+        }
+    }
+
+
+def _spread(values: list[float], fmt: str) -> str:
+    """The median, with the range over the runs when there are several."""
+    median = statistics.median(values)
+    if len(values) == 1:
+        return format(median, fmt)
+    return f"{format(median, fmt)} ({format(min(values), fmt)}-{format(max(values), fmt)})"
 
 
 def print_scale(results: dict[str, Any]) -> None:
-    """The scale scenario's figures."""
+    """The scale scenario's figures: bare and proctrace, medians over the runs (range)."""
     s = results["scale"]
-    spans = s["spans"]
+    bare, traced = s["runs"]["bare"], s["runs"]["proctrace"]
     rows = [
-        (
-            f"{s['children']} fork children, {s['batch']} at a time",
-            f"{s['children_s']:.2f} s ({s['children_s'] / s['children'] * 1000:.2f} ms/child)",
-        ),
-        (
-            f"Pool(2).map, {s['tasks']} tasks, chunksize=1",
-            f"{s['pool_map_s']:.2f} s ({s['pool_us_per_task']:.2f} us/task)",
-        ),
-        ("script total (children + pool incl. startup/join)", f"{s['script_s']:.2f} s"),
-        ("run wall (interpreter start to exit, incl. flush)", f"{s['run_wall_s']:.2f} s"),
-        ("main process peak RSS (VmHWM)", f"{s['peak_rss_mib']:.1f} MiB"),
-        (
-            "spans delivered",
-            f"{spans['status']} ({spans['received']}/{spans['expected']}, "
-            f"counted {spans['counted_after_exit_s']:.2f} s after exit)",
-        ),
+        (f"{s['children']} fork children, {s['batch']} at a time: s", "children_s", ".2f"),
+        ("  ms per child", "child_ms", ".3f"),
+        (f"Pool(2).map, {s['tasks']} tasks, chunksize=1: s", "pool_map_s", ".2f"),
+        ("  us per task", "pool_us_per_task", ".2f"),
+        ("script total (children + pool incl. startup/join): s", "script_s", ".2f"),
+        ("run wall (interpreter start to exit, incl. flush): s", "run_wall_s", ".2f"),
+        ("main process peak RSS (VmHWM): MiB", "peak_rss_mib", ".1f"),
+        ("agent peak RSS (VmHWM, at the script's end): MiB", "agent_peak_rss_mib", ".1f"),
     ]
-    print("Scale: one proctrace run, OTLP gRPC to a loopback receiver")
-    width = max(len(label) for label, _ in rows) + 2
-    for label, value in rows:
-        print(f"{label:<{width}}{value}")
-    if spans["status"] != "ok":
-        print(f"received by span name: {spans.get('received_by_name')}")
-        print(f"kept in proctrace's undelivered file: {spans.get('kept_undelivered')}")
-        for note in spans.get("stderr_notes", []):
-            print(f"  stderr: {note}")
+    print(
+        f"Scale: median over {len(traced)} run(s) (range); proctrace exports OTLP gRPC to a "
+        "loopback receiver"
+    )
+    width = max(len(label) for label, _, _ in rows) + 2
+    print(f"{'':<{width}}{'bare':<26}{'proctrace':<26}proctrace/bare")
+    for label, key, fmt in rows:
+        b = [r[key] for r in bare if r.get(key) is not None]
+        t = [r[key] for r in traced if r.get(key) is not None]
+        ratio = "-"
+        if b and t and "rss" not in key:
+            ratio = f"{statistics.median(t) / statistics.median(b):.2f}x"
+        shown_b = _spread(b, fmt) if b else "-"
+        shown_t = _spread(t, fmt) if t else "-"
+        print(f"{label:<{width}}{shown_b:<26}{shown_t:<26}{ratio}")
+    for spans in (r["spans"] for r in traced):
+        print(
+            f"spans delivered: {spans['status']} ({spans['received']}/{spans['expected']}, "
+            f"counted {spans['counted_after_exit_s']:.2f} s after exit)"
+        )
+        if spans["status"] != "ok":
+            print(f"received by span name: {spans.get('received_by_name')}")
+            print(f"kept in proctrace's undelivered file: {spans.get('kept_undelivered')}")
+            for note in spans.get("stderr_notes", []):
+                print(f"  stderr: {note}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -773,11 +842,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--scale", action="store_true",
-        help="run the scale scenario instead: 1000 fork children and 100000 pool tasks",
+        help="run the scale scenario instead: 10000 fork children (100 at a time) and "
+        "1000000 pool tasks, bare and proctrace",
     )
-    parser.add_argument("--scale-children", type=int, default=1000, help=argparse.SUPPRESS)
-    parser.add_argument("--scale-batch", type=int, default=50, help=argparse.SUPPRESS)
-    parser.add_argument("--scale-tasks", type=int, default=100_000, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--scale-children", type=int, default=10_000, help="--scale: fork children (10000)"
+    )
+    parser.add_argument(
+        "--scale-batch", type=int, default=100, help="--scale: children started at a time (100)"
+    )
+    parser.add_argument(
+        "--scale-tasks", type=int, default=1_000_000, help="--scale: pool tasks (1000000)"
+    )
+    parser.add_argument(
+        "--scale-rounds", type=int, default=1, help="--scale: bare/proctrace pairs (1)"
+    )
+    parser.add_argument(
+        "--stderr", choices=("pipe", "file"), default="pipe",
+        help="where the measured programs' stderr (proctrace's log lines) goes: a pipe this "
+        "process reads, as a real program's stderr often is (default), or a file",
+    )
     parser.add_argument(
         "--json", type=Path, default=ROOT / "benchmarks" / "results.json",
         help="where to write all results (benchmarks/results.json)",
@@ -793,7 +877,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--methods takes a subset of {','.join(METHODS)}")
     for name in (
         "children", "rounds", "tasks", "dask_tasks", "dask_workers", "scale_children",
-        "scale_batch", "scale_tasks",
+        "scale_batch", "scale_tasks", "scale_rounds",
     ):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -812,7 +896,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="proctrace-bench-") as tmp, OTLPReceiver(
         "grpc", keep=False
     ) as receiver:
-        bench = Bench(receiver, Path(tmp))
+        bench = Bench(receiver, Path(tmp), stderr_pipe=args.stderr == "pipe")
         if args.scale:
             results = run_scale(bench, args)
             parameters: dict[str, Any] = {
@@ -820,6 +904,8 @@ def main(argv: list[str] | None = None) -> int:
                 "children": args.scale_children,
                 "batch": args.scale_batch,
                 "tasks": args.scale_tasks,
+                "rounds": args.scale_rounds,
+                "stderr": args.stderr,
                 "start_method": "fork",
                 "pool_workers": 2,
             }
@@ -835,6 +921,7 @@ def main(argv: list[str] | None = None) -> int:
                 "pool_method": args.pool_method,
                 "dask": args.dask,
                 "quick": args.quick,
+                "stderr": args.stderr,
             }
     elapsed = time.perf_counter() - started
     output = {

@@ -178,6 +178,9 @@ class Collector:
             return
         if record["k"] == "start":
             data = _span_data(record)
+            if record.get("p"):  # opened by its starter (fork): no announcement comes
+                data["process"] = True
+                data["quiet_term"] = bool(record.get("q"))
             # A task's span (``t``) has no process fate: ended at once, or lost with its
             # connection like a process span.
             if record.get("t") or self._fates.started(data):
@@ -204,9 +207,9 @@ class Collector:
         elif record["k"] == "expect":
             self._fates.expect(record)
         elif record["k"] == "signal":
-            self._fates.signalled(record["span"], record["value"])
+            self._fates.signalled(record["span"], record["value"], record.get("pid"))
         elif record["k"] == "exited":
-            self._fates.exited(record["span"], record["value"])
+            self._fates.exited(record["span"], record["value"], record.get("pid"))
         elif record["k"] == "shutdown":
             self.stop(self._drain_timeout)
 

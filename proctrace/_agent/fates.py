@@ -41,7 +41,7 @@ _STATUS_UNSET, _STATUS_ERROR = names.STATUS_UNSET, names.STATUS_ERROR
 
 
 class _Fate:
-    __slots__ = ("code", "deadline", "ended_ns", "record", "signal", "state")
+    __slots__ = ("code", "deadline", "ended_ns", "pid", "record", "signal", "state")
 
     def __init__(self, state: str, record: SpanData | None) -> None:
         self.state = state  # announced | open | dying | held
@@ -50,6 +50,7 @@ class _Fate:
         self.code: int | None = None
         self.deadline: float | None = None
         self.ended_ns: int | None = None
+        self.pid: int | None = None  # as its starter reported it
 
 
 class Fates:
@@ -62,6 +63,9 @@ class Fates:
         # Spans ended here for a process that never started them: its records, should they
         # still come (a collector running late), must not make a second span.
         self._ended_unstarted: dict[str, None] = {}
+        # What a starter reported of a span not heard of yet: a fork child's span is opened
+        # on the child's connection, which the collector may read after the starter's own.
+        self._early: dict[str, _Fate] = {}
         self.abnormal = 0
         # A signal the agent itself received with the rest of the process group (SIGTERM from
         # docker stop or systemd, SIGHUP from a closed terminal, SIGINT from Ctrl-C).
@@ -94,7 +98,11 @@ class Fates:
             _merge(record, fate.record)
             fate.state, fate.record, fate.deadline = "open", record, None
         elif fate is None:
-            self._fates[record["span"]] = _Fate("open", record)
+            fate = self._fates[record["span"]] = _Fate("open", record)
+            early = self._early.pop(record["span"], None)
+            if early is not None:
+                fate.signal, fate.code = early.signal, early.code
+                _note_pid(fate, early.pid)
         return True
 
     def ended(self, record: SpanData) -> bool:
@@ -126,22 +134,41 @@ class Fates:
                     record["message"] = f"{how} after its target ended"
         self._emit(record)
 
-    def signalled(self, span_id: str, signum: int) -> None:
-        fate = self._fates.get(span_id)
-        if fate is not None:
-            fate.signal = signum
-
-    def exited(self, span_id: str, code: int) -> None:
+    def signalled(self, span_id: str, signum: int, pid: int | None = None) -> None:
         fate = self._fates.get(span_id)
         if fate is None:
+            self._note_early(span_id, pid).signal = signum
+            return
+        fate.signal = signum
+        _note_pid(fate, pid)
+
+    def exited(self, span_id: str, code: int, pid: int | None = None) -> None:
+        fate = self._fates.get(span_id)
+        if fate is None:
+            self._note_early(span_id, pid).code = code
             return
         fate.code = code
+        _note_pid(fate, pid)
         if fate.state == "held":
             self._release(span_id, fate)
         elif fate.state == "dying":
             self._end(span_id, fate, ABNORMAL)
         elif fate.state == "announced":
             fate.deadline = time.monotonic() + self._grace
+
+    def _note_early(self, span_id: str, pid: int | None) -> _Fate:
+        """A report on a span not known yet (its start record is still on its way, or it
+        was ended already): kept, a bounded number, until the span shows up."""
+        early = self._early.get(span_id)
+        if early is None:
+            if span_id in self._ended_unstarted:
+                return _Fate("early", None)  # nothing will come: noted nowhere
+            early = self._early[span_id] = _Fate("early", None)
+            if len(self._early) > 4096:
+                del self._early[next(iter(self._early))]
+        if pid is not None:
+            early.pid = pid
+        return early
 
     def lost(self, record: SpanData) -> None:
         """The connection of the process that opened ``record`` ended with it open."""
@@ -228,6 +255,13 @@ class Fates:
         record["status"] = status
         record["message"] = why
         self._emit(record)
+
+
+def _note_pid(fate: _Fate, pid: int | None) -> None:
+    """The starter knows the child's pid: a span its starter opened before the fork has none
+    until the child ends it, and a child killed first never does."""
+    if pid is not None and fate.record is not None:
+        fate.record["attrs"].setdefault(names.PID, pid)
 
 
 def _merge(started: SpanData, announced: SpanData) -> None:

@@ -114,7 +114,12 @@ def add_span_event(
     if len(span.events) >= MAX_SPAN_EVENTS:
         span.attributes[DROPPED_LOG_EVENTS] = span.attributes.get(DROPPED_LOG_EVENTS, 0) + 1
         return
-    limit = _max_repr if max_repr is None else max_repr
+    attrs = event_attributes(items, level, _max_repr if max_repr is None else max_repr)
+    span.events.append((name, time.time_ns(), attrs))
+
+
+def event_attributes(items: Iterable[tuple[Any, Any]], level: str, limit: int) -> dict[str, Any]:
+    """A span event's attributes from a log event's keys and values (see add_span_event)."""
     attrs = {
         str(k): _args.REDACTED
         if _args.is_secret(k)
@@ -126,7 +131,7 @@ def add_span_event(
         for k, v in items
     }
     attrs.setdefault("level", level)
-    span.events.append((name, time.time_ns(), attrs))
+    return attrs
 
 
 # The stdlib logger a structlog event is on its way to (structlog configured over the standard
@@ -194,6 +199,11 @@ class LineWriter:
 class LineWriterFactory:
     def __call__(self, *args: Any) -> LineWriter:
         return LineWriter()
+
+
+def uses_json(log_format: str) -> bool:
+    """True when proctrace's lines are JSON (``auto``: when stderr is not a terminal)."""
+    return _use_json(log_format)
 
 
 def _use_json(log_format: str) -> bool:
@@ -318,10 +328,7 @@ def emit(level: str, event: str, exc_info: BaseException | None = None, **keys: 
         event_dict: dict[str, Any] = {**keys, "event": event}
         attach_to_span(None, level, add_process_context(None, level, event_dict))
         return
-    structlog_module = sys.modules.get("structlog")
-    if structlog_module is not None and structlog_module.is_configured() and (
-        not _ours or not _use_json(_log_format)
-    ):
+    if not rendered_here(_log_format):
         import structlog
 
         log = getattr(structlog.get_logger("proctrace"), level)
@@ -331,6 +338,22 @@ def emit(level: str, event: str, exc_info: BaseException | None = None, **keys: 
             log(event, **keys)
         return
     LineWriter().msg(_render(level, event, exc_info, keys))
+
+
+def rendered_here(log_format: str) -> bool:
+    """True when proctrace's lines are rendered by ``_render`` (JSON, no structlog chain of
+    the application's in the way), False when they go through structlog."""
+    structlog_module = sys.modules.get("structlog")
+    return not (
+        structlog_module is not None
+        and structlog_module.is_configured()
+        and (not _ours or not _use_json(log_format))
+    )
+
+
+def timestamp() -> str:
+    """The ``timestamp`` of a line, as structlog's ``TimeStamper(fmt="iso", utc=True)``."""
+    return datetime.datetime.now(tz=datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _render(
@@ -347,9 +370,7 @@ def _render(
     if attach:
         attach_to_span(None, level, event_dict)
     event_dict["level"] = level
-    event_dict["timestamp"] = (
-        datetime.datetime.now(tz=datetime.UTC).isoformat().replace("+00:00", "Z")
-    )
+    event_dict["timestamp"] = timestamp()
     if exc_info is not None:
         text = "".join(
             traceback.format_exception(type(exc_info), exc_info, exc_info.__traceback__)

@@ -19,14 +19,15 @@ from typing import Any
 
 from .._core import config as _config
 from .._core import names
-from .._core import onimport as _onimport
 from .._core import redact as _args
 from .._core.ids import SpanRef, parse_traceparent
 from .._core.spec import TraceSpec, function_name, span_name
+from . import forkstart as _forkstart
 from . import logs as _logs
 from . import span as _span
 from . import usage as _usage
 from . import wire as _wire
+from .follow import follow_program
 
 _settings_cache: tuple[int, _config.Settings] | None = None
 
@@ -50,58 +51,20 @@ def carrier_settings(carrier: dict[str, Any]) -> _config.Settings:
 
 
 def prepare_fork(
-    target: Callable[..., Any], spec: TraceSpec, carrier: dict[str, Any]
+    proc: Any,
+    target: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    spec: TraceSpec,
+    carrier: dict[str, Any],
 ) -> None:
     """Do in the starter what every fork child would otherwise do again: decode the
-    settings, inspect the target's parameters, build the log chain."""
+    settings, build the log chain, and prepare the child's start (``forkstart``)."""
     settings = carrier_settings(carrier)
-    if spec.record_args:
-        _args.secret_positions(target, spec.redact + settings.redact)
     if "structlog" in sys.modules:  # else children will not load it either
         _logs.prepare(settings.log_format)
     _logs.warm(_lock_path(carrier))
-
-
-# (pid, settings) follow_program() last ran for.
-_followed: tuple[int, int] | None = None
-
-
-def follow_program(
-    settings: _config.Settings, start_run: Callable[[], object] | None = None, *, child: bool
-) -> None:
-    """Route what the program itself records in this traced process through the run.
-
-    Spans it makes through the OpenTelemetry API go where proctrace's do (``otel.provide``),
-    once it has imported the API; its stdlib ``logging`` records carry the trace keys and
-    become span events (``stdlog``), once it has imported ``logging``. Neither is loaded
-    before: a child that uses neither pays for neither. ``start_run`` (main program only)
-    sets the run up should a first span end before any process started."""
-    global _followed
-    key = (os.getpid(), id(settings))
-    if _followed == key:
-        return
-    _followed = key
-    _program[:] = [settings]
-
-    def provide() -> None:
-        from . import otel
-
-        otel.provide(settings, start_run, child=child)
-
-    _span.when_api_loaded("provider", provide)
-    _onimport.when_imported("logging", _log_records)
-
-
-# The settings follow_program() last ran with: an import hook registered earlier (one per
-# module) reads them when it fires.
-_program: list[_config.Settings] = []
-
-
-def _log_records(module: object) -> None:
-    from . import stdlog
-
-    settings = _program[-1]
-    stdlog.install(settings.service_name, settings.log_events, settings.max_repr)
+    _forkstart.prepare(proc, target, args, kwargs, spec, carrier, settings)
 
 
 def _lock_path(carrier: dict[str, Any]) -> str:
@@ -327,10 +290,14 @@ def run_process(
     parent = parse_traceparent(carrier["traceparent"])
     if settings.disabled or parent is None:
         return target(*args, **kwargs)
-    _wire.set_address(carrier["socket"])
-    attributes, shown_args, shown_kwargs = _attributes(
-        proc, carrier, target, spec, settings, args, kwargs
-    )
+    prepared = _forkstart.take(carrier)  # a fork child: its start was done by its starter
+    if prepared is None:
+        _wire.set_address(carrier["socket"])
+        attributes, shown_args, shown_kwargs = _attributes(
+            proc, carrier, target, spec, settings, args, kwargs
+        )
+    else:
+        attributes, shown_args, shown_kwargs = prepared.described()
     _logs.configure(
         settings.log_format, settings.log_events, settings.max_repr, settings.quiet
     )
@@ -352,12 +319,16 @@ def run_process(
         attributes,
         span_id=carrier.get("span"),
         sampled=parent.sampled,
+        sent=prepared is not None,
     )
     started = time.perf_counter()
     status, message, exit_code = _span.STATUS_UNSET, "", 0
     failure: BaseException | None = None
     with _span.activate(span):
-        _logs.emit("info", "process started", args=shown_args, kwargs=shown_kwargs)
+        if prepared is not None and prepared.started is not None:
+            prepared.started.emit(span, {"pid": attributes[names.PID]})
+        else:
+            _logs.emit("info", "process started", args=shown_args, kwargs=shown_kwargs)
         try:
             return target(*args, **kwargs)
         except SystemExit as exc:
@@ -379,8 +350,16 @@ def run_process(
                     duration_ms=duration_ms,
                     exit_code=exit_code,
                 )
+            elif prepared is not None and prepared.finished is not None:
+                prepared.finished.emit(
+                    span,
+                    {"pid": attributes[names.PID], "duration_ms": duration_ms,
+                     "exit_code": exit_code},
+                )
             else:
                 _logs.emit("info", "process finished", duration_ms=duration_ms, exit_code=exit_code)
             use = _usage.process_use(carrier["start_method"]) if span.sampled else {}
+            if prepared is not None:  # its start record, sent before the fork, had no pid
+                use[names.PID] = attributes[names.PID]
             span.end(status, message, {names.EXIT_CODE: exit_code, **use})
 

@@ -56,6 +56,8 @@ class Span:
     ``announce=True`` sends a start record at once, so the collector can end
     the span itself if this process dies first (process spans). Short spans
     (pool tasks) send a single record when they end: one write instead of two.
+    ``sent=True``: the start record went out already (a fork child's, sent by its
+    starter on the connection the child inherited).
     An unsampled span (``sampled=False``) has ids, so logs and children can name
     it, but sends nothing.
     """
@@ -87,6 +89,7 @@ class Span:
         sampled: bool = True,
         task: bool = False,
         links: list[tuple[str, str, dict[str, Any]]] | None = None,
+        sent: bool = False,
     ) -> None:
         self.name = name
         self.trace_id = trace_id
@@ -99,7 +102,7 @@ class Span:
         self.shared = shared
         self.sampled = sampled
         self.links = links
-        if not announce or not sampled:
+        if not announce or not sampled or sent:  # sent: its starter sent the start record
             return
         record: dict[str, Any] = {
             "k": "start",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 import sys
 import threading
 from collections.abc import Mapping
@@ -56,21 +57,74 @@ def set_defaults(attrs: dict[str, object]) -> None:
                 _drop()
 
 
+def _open(path: str) -> socket.socket:
+    # A blocking socket whose sends give up after _SEND_TIMEOUT (SO_SNDTIMEO): Python's own
+    # timeout would poll() before every send, a second system call per record.
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        if sock.gettimeout() is not None:  # socket.setdefaulttimeout() in the program
+            sock.settimeout(None)
+        sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", int(_SEND_TIMEOUT), 0)
+        )
+        sock.connect(path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def _connect() -> socket.socket:
     global _sock
     assert _path is not None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(_SEND_TIMEOUT)
-    sock.connect(_path)
+    sock = _open(_path)
     if _defaults is not None:
         sock.sendall(_defaults[1])
     _sock = sock
     return sock
 
 
+def open_for_child(path: str, record: Mapping[str, Any]) -> socket.socket | None:
+    """A connection a fork child is about to inherit, its first record already sent (the
+    starter does this before the fork: see ``forkstart``); None if the collector is gone."""
+    line = json.dumps(record, separators=(",", ":"), default=str).encode() + b"\n"
+    try:
+        sock = _open(path)
+    except OSError:
+        return None
+    try:
+        sock.sendall(line)
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def adopt(path: str, sock: socket.socket) -> None:
+    """In a fork child: make the connection its starter opened for it this process's own."""
+    global _path, _sock
+    with _lock:
+        _drop()
+        _path, _sock = path, sock
+
+
 def send(record: Mapping[str, Any]) -> bool:
     """Send one record; False (with one warning per process) if the collector is gone."""
     line = json.dumps(record, separators=(",", ":"), default=str).encode() + b"\n"
+    with _lock:
+        return _send(line)
+
+
+def send_report(kind: str, span_id: str, value: int, pid: int | None) -> bool:
+    """A starter's ``signal``/``exited`` report (``ReportRecord``), formatted without the
+    json module: it is sent for every child, and every object a forking parent touches
+    costs a page copy while a child shares its memory."""
+    if pid is None:
+        line = b'{"k":"%s","span":"%s","value":%d}\n' % (kind.encode(), span_id.encode(), value)
+    else:
+        line = b'{"k":"%s","span":"%s","value":%d,"pid":%d}\n' % (
+            kind.encode(), span_id.encode(), value, pid
+        )
     with _lock:
         return _send(line)
 

@@ -10,6 +10,7 @@ attributes are string-keyed mappings.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Literal, NotRequired, TypedDict, cast
 
 # A span event as it travels: [name, time in ns, attributes].
@@ -30,6 +31,8 @@ class StartRecord(TypedDict):
     attrs: dict[str, Any]
     t: NotRequired[bool]  # a task's span (Dask): no process fate, not held for an exit code
     links: NotRequired[list[Link]]  # a Dask task's earlier attempt
+    p: NotRequired[bool]  # a fork child's process span, opened by its starter before the fork
+    q: NotRequired[bool]  # with p: SIGTERM from the starter is a normal end (pool workers)
 
 
 class EndRecord(TypedDict):
@@ -90,6 +93,7 @@ class ReportRecord(TypedDict):
     k: Literal["signal", "exited"]
     span: str
     value: int
+    pid: NotRequired[int]  # the child's
 
 
 class ShutdownRecord(TypedDict):
@@ -134,7 +138,6 @@ class RecordError(ValueError):
     """A line from the socket that is not a record of the protocol."""
 
 
-_HEX = frozenset("0123456789abcdef")
 _ID, _OPT_ID, _INT, _STR, _BOOL, _ATTRS, _EVENTS, _LINKS, _OPT_STR = range(9)
 _FIELDS: dict[str, tuple[tuple[str, int], ...]] = {
     "start": (
@@ -160,14 +163,19 @@ _FIELDS: dict[str, tuple[tuple[str, int], ...]] = {
     "shutdown": (),
 }
 _OPTIONAL: dict[str, tuple[tuple[str, int], ...]] = {
-    "start": (("t", _BOOL), ("links", _LINKS)),
+    "start": (("t", _BOOL), ("links", _LINKS), ("p", _BOOL), ("q", _BOOL)),
+    "signal": (("pid", _INT),),
+    "exited": (("pid", _INT),),
     "span": (("d", _BOOL), ("kind", _INT), ("links", _LINKS), ("scope", _OPT_STR)),
 }
 _INT64 = 2**63
 
 
+_ID_RE = {n: re.compile(f"[0-9a-f]{{{n}}}") for n in (16, 32)}
+
+
 def _is_id(value: object, length: int) -> bool:
-    return isinstance(value, str) and len(value) == length and not set(value) - _HEX
+    return type(value) is str and _ID_RE[length].fullmatch(value) is not None
 
 
 def _is_int(value: object) -> bool:

@@ -53,6 +53,10 @@ def install() -> None:
             setattr(self, names.CARRIER_ATTR, carrier)
         try:
             original_start(self)  # pickles the object (spawn, forkserver) or forks
+        except BaseException:
+            if carrier is not None:
+                _carrier.announce(self, carrier, failed=True)
+            raise
         finally:
             if run is not None and self.__dict__.get("run") is run:
                 del self.__dict__["run"]  # here, run() is the class's own again

@@ -16,6 +16,7 @@ from multiprocessing import context as mp_context
 from multiprocessing import process
 from typing import TYPE_CHECKING, Any
 
+from .._child import forkstart as _forkstart
 from .._child import run as _child_run
 from .._child import span as _span
 from .._child import wire as _wire
@@ -25,7 +26,7 @@ from .._core.spec import TraceSpec, function_name, function_of, resolve, span_na
 from . import run as _run
 
 if TYPE_CHECKING:
-    from .._core.records import ExpectRecord, ReportRecord
+    from .._core.records import ExpectRecord
 
 # With the application's own provider, join() waits this long at most for the child's
 # span to reach it (the collector is a thread of this process then).
@@ -123,16 +124,31 @@ def capture(
         carrier["quiet_term"] = spec.terminate_is_normal
         carrier["start"] = time.time_ns()
         if carrier["start_method"] == "fork" and target is not None:
-            _child_run.prepare_fork(function_of(target), spec, carrier)
+            _child_run.prepare_fork(proc, *_call_of(proc, target), spec, carrier)
     return carrier, wrap
 
 
-def announce(proc: Any, carrier: dict[str, Any]) -> None:
+def _call_of(proc: Any, target: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    """The function a fork child's span is about and the arguments it is called with, as
+    the child's traced call will see them."""
+    if getattr(proc, "_target", None) is None:  # the class's own run(proc)
+        return target, (proc,), {}
+    reached, args, kwargs = resolve(target, proc._args, proc._kwargs)
+    return function_of(reached), args, kwargs
+
+
+def announce(proc: Any, carrier: dict[str, Any], failed: bool = False) -> None:
     """Tell the collector a child with a span is under way (sent once ``start()`` worked).
 
     Should the child die before its target runs, the span still exists, and the
-    collector can end it when the starter reports the exit."""
-    if "span" not in carrier or not carrier.get("sampled", True):
+    collector can end it when the starter reports the exit. A fork child whose start
+    the starter prepared has its span opened already, on its own connection (see
+    ``forkstart``): the starter only lets go of that connection. ``failed``: ``start()``
+    raised."""
+    if _forkstart.KEY in carrier:
+        _forkstart.started(carrier, failed)
+        return
+    if failed or "span" not in carrier or not carrier.get("sampled", True):
         return
     _wire.set_address(carrier["socket"])
     parent = parse_traceparent(carrier["traceparent"])
@@ -164,11 +180,6 @@ def report(proc: Any, kind: str, value: int) -> None:
         if getattr(proc, names.REAPED_ATTR, False):
             return
         setattr(proc, names.REAPED_ATTR, True)
-    record: ReportRecord = {
-        "k": "exited" if kind == "exited" else "signal",
-        "span": carrier["span"],
-        "value": value,
-    }
-    _wire.send(record)
+    _wire.send_report("exited" if kind == "exited" else "signal", carrier["span"], value, proc.pid)
     if kind == "exited":
         _run.wait_delivered(carrier["span"], JOIN_WAIT)

@@ -149,13 +149,13 @@ def prepare_main() -> None:
 
 def _provide_when_used(settings: _config.Settings) -> None:
     """Route the program's own API spans and stdlib log records through the run, once it
-    imports the OpenTelemetry API or ``logging`` (``_child.run.follow_program``).
+    imports the OpenTelemetry API or ``logging`` (``_child.follow.follow_program``).
 
     proctrace's provider then costs nothing until the program asks for a tracer: a
     program that never does never pays for the SDK, and neither do its fork children
     (a smaller parent forks faster).
     """
-    from .._child.run import follow_program
+    from .._child.follow import follow_program
 
     follow_program(settings, ensure, child=False)
 
