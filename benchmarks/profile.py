@@ -5,11 +5,12 @@
 Prints the breakdown benchmarks/README.md quotes, each figure traced minus bare:
 
 - system calls per fork child and per pool task (``strace -f -c``, every process of the
-  run, the agent included; needs strace),
+  run, the agent included; needs strace), from runs of n and 2n so that what a run
+  costs once (interpreter and agent start) cancels out,
 - minor page faults per fork child: in the child, and in the parent (after a fork, the
   first write to each page the two share copies it, on whichever side writes),
-- the agent's CPU per span (user + system time of the agent process, from /proc, divided
-  by the spans it handled),
+- the agent's CPU per span (user + system time of the agent process, from /proc), from
+  runs of n and 2n pool tasks,
 - time on the log-line lock: the share of a child's two lifecycle lines spent taking and
   releasing the run's lock, with 16 children logging at once.
 
@@ -112,10 +113,13 @@ if __name__ == "__main__":
         def dump():
             if os.getpid() != main_pid and spent["lines"]:
                 fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-                os.write(fd, (json.dumps(spent) + "\n").encode())
+                os.write(fd, (json.dumps(spent) + "\\n").encode())
                 os.close(fd)
 
-        multiprocessing.util.Finalize(None, dump, exitpriority=10)
+        # A child drops its parent's finalizers at the fork: each registers its own.
+        multiprocessing.util.register_after_fork(
+            logs, lambda _: multiprocessing.util.Finalize(None, dump, exitpriority=10)
+        )
         for r in range(n):
             procs = [ctx.Process(target=work, args=(r * 16 + k,)) for k in range(16)]
             for p in procs:
@@ -150,10 +154,12 @@ def strace_counts(argv: list[str], env: dict[str, str], workdir: Path) -> dict[s
     return counts
 
 
-def per_unit(traced: dict[str, int], bare: dict[str, int], units: int) -> dict[str, float]:
-    names = set(traced) | set(bare)
-    diff = {n: (traced.get(n, 0) - bare.get(n, 0)) / units for n in names}
-    return {n: round(v, 2) for n, v in sorted(diff.items(), key=lambda kv: -abs(kv[1])) if abs(v) >= 0.05}
+def marginal(big: dict[str, int], small: dict[str, int], units: int) -> dict[str, float]:
+    """Per unit, from two runs ``units`` apart: what the run costs once cancels out."""
+    names = set(big) | set(small)
+    diff = {n: (big.get(n, 0) - small.get(n, 0)) / units for n in names}
+    ordered = sorted(diff.items(), key=lambda kv: -abs(kv[1]))
+    return {n: round(v, 2) for n, v in ordered if abs(v) >= 0.05}
 
 
 def run(argv: list[str], env: dict[str, str], workdir: Path) -> dict[str, Any]:
@@ -165,9 +171,9 @@ def run(argv: list[str], env: dict[str, str], workdir: Path) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--children", type=int, default=200)
-    parser.add_argument("--tasks", type=int, default=20000)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--children", type=int, default=200, help="fork children (200)")
+    parser.add_argument("--tasks", type=int, default=20000, help="pool tasks (20000)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="proctrace-profile-") as tmp, OTLPReceiver(
         "grpc", keep=False
@@ -181,18 +187,34 @@ def main() -> int:
         env["PROCTRACE_LOG_FORMAT"] = "json"
         env.update(receiver.env())
         py = sys.executable
-        report: dict[str, Any] = {}
+        report: dict[str, Any] = {"python": sys.version.split()[0]}
+        sizes = {"children": args.children, "tasks": args.tasks}
         if shutil.which("strace"):
-            for mode, n in (("children", args.children), ("tasks", args.tasks)):
-                bare = strace_counts([py, str(script), "bare", mode, str(n)], env, workdir)
-                traced = strace_counts([py, str(script), "proctrace", mode, str(n)], env, workdir)
-                # The run's fixed costs (interpreter, agent start) are divided over n too:
-                # small against n children or tasks, but not nothing.
-                report[f"syscalls_per_{mode[:-1] if mode == 'children' else 'task'}"] = per_unit(
-                    traced, bare, n
-                )
-        faults = {v: run([py, str(script), v, "children", str(args.children)], env, workdir)
-                  for v in ("bare", "proctrace")}
+            for mode, n in sizes.items():
+                calls = {}
+                for variant in ("bare", "proctrace"):
+                    big, small = (
+                        strace_counts([py, str(script), variant, mode, str(k)], env, workdir)
+                        for k in (2 * n, n)
+                    )
+                    calls[variant] = marginal(big, small, n)
+                extra = {
+                    name: round(calls["proctrace"].get(name, 0) - calls["bare"].get(name, 0), 2)
+                    for name in set(calls["proctrace"]) | set(calls["bare"])
+                }
+                unit = "child" if mode == "children" else "task"
+                report[f"syscalls_per_{unit}"] = {
+                    "bare": sum(calls["bare"].values()),
+                    "proctrace": sum(calls["proctrace"].values()),
+                    "added": dict(sorted(
+                        ((k, v) for k, v in extra.items() if abs(v) >= 0.05),
+                        key=lambda kv: -abs(kv[1]),
+                    )),
+                }
+        faults = {
+            v: run([py, str(script), v, "children", str(args.children)], env, workdir)
+            for v in ("bare", "proctrace")
+        }
         report["faults_per_child"] = {
             side: {v: round(faults[v][f"{side}_faults"], 1) for v in faults}
             for side in ("child", "parent")
@@ -200,11 +222,14 @@ def main() -> int:
         lines = run(
             [py, str(script), "proctrace", "lines", "20", str(workdir / "lock.jsonl")], env, workdir
         )
-        report["log_line"] = {k: round(v, 1) for k, v in lines.items()}
-        cpu = run([py, str(script), "proctrace", "tasks", str(args.tasks)], env, workdir)
-        spans = args.tasks + 100 + 2 + 1
-        if cpu.get("agent_cpu_s") is not None:
-            report["agent_cpu_us_per_span"] = round(cpu["agent_cpu_s"] / spans * 1e6, 1)
+        report["log_line_16_children_at_once"] = {k: round(v, 1) for k, v in lines.items()}
+        cpu = {
+            k: run([py, str(script), "proctrace", "tasks", str(k)], env, workdir)["agent_cpu_s"]
+            for k in (args.tasks, 2 * args.tasks)
+        }
+        if None not in cpu.values():
+            per_span = (cpu[2 * args.tasks] - cpu[args.tasks]) / args.tasks
+            report["agent_cpu_us_per_span"] = round(per_span * 1e6, 1)
     print(json.dumps(report, indent=1))
     return 0
 

@@ -3,10 +3,10 @@ stdlib ``logging`` records, routed through the run once it loads either."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from .._core import config as _config
+from .._core import ids as _ids
 from .._core import onimport as _onimport
 from . import span as _span
 
@@ -25,7 +25,7 @@ def follow_program(
     before: a child that uses neither pays for neither. ``start_run`` (main program only)
     sets the run up should a first span end before any process started."""
     global _followed
-    key = (os.getpid(), id(settings))
+    key = (_ids.pid(), id(settings))
     if _followed == key:
         return
     _followed = key

@@ -198,9 +198,10 @@ def prepare(
     carrier[KEY] = Prepared(sock, attributes, shown_args, shown_kwargs, started, finished)
 
 
-def started(carrier: dict[str, Any], failed: bool = False) -> None:
+def started(carrier: dict[str, Any], failed: str | None = None) -> None:
     """In the starter, after ``start()``: its copy of the child's connection is closed (the
-    child's copy keeps it open). If the fork ``failed``, the span ends as failed first."""
+    child's copy keeps it open). If ``start()`` raised (``failed``: what it raised), the span
+    ends ERROR first: the program asked for a process and got that exception."""
     prepared = carrier.pop(KEY, None)
     if not isinstance(prepared, Prepared):
         return
@@ -211,7 +212,7 @@ def started(carrier: dict[str, Any], failed: bool = False) -> None:
                 "span": carrier["span"],
                 "end": time.time_ns(),
                 "status": names.STATUS_ERROR,
-                "message": "the process could not be started",
+                "message": f"start() failed: {failed}",
                 "attrs": {},
                 "events": [],
             }

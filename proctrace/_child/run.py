@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from .._core import config as _config
+from .._core import ids as _ids
 from .._core import names
 from .._core import redact as _args
 from .._core.ids import SpanRef, parse_traceparent
@@ -133,7 +134,7 @@ _process_cache: tuple[int, int, dict[str, Any]] | None = None
 def _process_attributes(proc: Any, carrier: dict[str, Any] | None) -> dict[str, Any]:
     """The attributes every span of this process shares (computed once per process)."""
     global _process_cache
-    pid = os.getpid()
+    pid = _ids.pid()
     if _process_cache is None or _process_cache[:2] != (pid, id(carrier)):
         attributes: dict[str, Any] = {
             names.PID: pid,

@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import random
 from typing import NamedTuple
+
+# This process's pid, kept up to date across os.fork(): os.getpid() is a system call, and
+# a pool task would otherwise make two.
+_pid = [os.getpid()]
+
+
+def _forked() -> None:
+    _pid[0] = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def pid() -> int:
+    """``os.getpid()`` without the system call."""
+    return _pid[0]
 
 
 class SpanRef(NamedTuple):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any, Literal, NotRequired, TypedDict, cast
 
 # A span event as it travels: [name, time in ns, attributes].
@@ -138,83 +139,91 @@ class RecordError(ValueError):
     """A line from the socket that is not a record of the protocol."""
 
 
-_ID, _OPT_ID, _INT, _STR, _BOOL, _ATTRS, _EVENTS, _LINKS, _OPT_STR = range(9)
-_FIELDS: dict[str, tuple[tuple[str, int], ...]] = {
-    "start": (
-        ("trace", 32), ("span", 16), ("parent", -16), ("name", _STR), ("start", _INT),
-        ("attrs", _ATTRS),
-    ),
-    "end": (
-        ("span", 16), ("end", _INT), ("status", _INT), ("message", _STR), ("attrs", _ATTRS),
-        ("events", _EVENTS),
-    ),
-    "span": (
-        ("trace", 32), ("span", 16), ("parent", -16), ("name", _STR), ("start", _INT),
-        ("end", _INT), ("status", _INT), ("message", _STR), ("attrs", _ATTRS),
-        ("events", _EVENTS),
-    ),
-    "defaults": (("attrs", _ATTRS),),
-    "expect": (
-        ("trace", 32), ("span", 16), ("parent", -16), ("name", _STR), ("start", _INT),
-        ("quiet_term", _BOOL), ("attrs", _ATTRS),
-    ),
-    "signal": (("span", 16), ("value", _INT)),
-    "exited": (("span", 16), ("value", _INT)),
-    "shutdown": (),
-}
-_OPTIONAL: dict[str, tuple[tuple[str, int], ...]] = {
-    "start": (("t", _BOOL), ("links", _LINKS), ("p", _BOOL), ("q", _BOOL)),
-    "signal": (("pid", _INT),),
-    "exited": (("pid", _INT),),
-    "span": (("d", _BOOL), ("kind", _INT), ("links", _LINKS), ("scope", _OPT_STR)),
-}
 _INT64 = 2**63
+_ID16 = re.compile("[0-9a-f]{16}").fullmatch
+_ID32 = re.compile("[0-9a-f]{32}").fullmatch
+
+# The checks, one function per kind of field: the collector runs them on every line.
 
 
-_ID_RE = {n: re.compile(f"[0-9a-f]{{{n}}}") for n in (16, 32)}
+def _id16(value: object) -> bool:
+    return type(value) is str and _ID16(value) is not None
 
 
-def _is_id(value: object, length: int) -> bool:
-    return type(value) is str and _ID_RE[length].fullmatch(value) is not None
+def _id32(value: object) -> bool:
+    return type(value) is str and _ID32(value) is not None
 
 
-def _is_int(value: object) -> bool:
+def _opt_id16(value: object) -> bool:
+    return value is None or value == "" or _id16(value)
+
+
+def _int(value: object) -> bool:
     return type(value) is int and -_INT64 <= value < 2 * _INT64
 
 
-def _is_attrs(value: object) -> bool:
+def _str(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _opt_str(value: object) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _bool(value: object) -> bool:
+    return isinstance(value, bool | int)
+
+
+def _attrs(value: object) -> bool:
     return isinstance(value, dict) and all(type(k) is str for k in value)
 
 
-def _check(kind: str, key: str, rule: int, value: object) -> None:
-    if rule > 0 and rule in (16, 32):
-        ok = _is_id(value, rule)
-    elif rule == -16:
-        ok = value is None or value == "" or _is_id(value, 16)
-    elif rule == _INT:
-        ok = _is_int(value)
-    elif rule == _STR:
-        ok = isinstance(value, str)
-    elif rule == _OPT_STR:
-        ok = value is None or isinstance(value, str)
-    elif rule == _BOOL:
-        ok = isinstance(value, bool | int)
-    elif rule == _ATTRS:
-        ok = _is_attrs(value)
-    elif rule == _EVENTS:
-        ok = isinstance(value, list) and all(
-            isinstance(e, list | tuple) and len(e) == 3 and isinstance(e[0], str)
-            and _is_int(e[1]) and _is_attrs(e[2])
-            for e in value
-        )
-    else:  # _LINKS
-        ok = isinstance(value, list) and all(
-            isinstance(e, list | tuple) and len(e) == 3 and _is_id(e[0], 32)
-            and _is_id(e[1], 16) and _is_attrs(e[2])
-            for e in value
-        )
-    if not ok:
-        raise RecordError(f"{kind} record: bad {key!r}")
+def _events(value: object) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(e, list | tuple) and len(e) == 3 and isinstance(e[0], str)
+        and _int(e[1]) and _attrs(e[2])
+        for e in value
+    )
+
+
+def _links(value: object) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(e, list | tuple) and len(e) == 3 and _id32(e[0]) and _id16(e[1])
+        and _attrs(e[2])
+        for e in value
+    )
+
+
+Check = Callable[[object], bool]
+_FIELDS: dict[str, tuple[tuple[str, Check], ...]] = {
+    "start": (
+        ("trace", _id32), ("span", _id16), ("parent", _opt_id16), ("name", _str),
+        ("start", _int), ("attrs", _attrs),
+    ),
+    "end": (
+        ("span", _id16), ("end", _int), ("status", _int), ("message", _str), ("attrs", _attrs),
+        ("events", _events),
+    ),
+    "span": (
+        ("trace", _id32), ("span", _id16), ("parent", _opt_id16), ("name", _str),
+        ("start", _int), ("end", _int), ("status", _int), ("message", _str),
+        ("attrs", _attrs), ("events", _events),
+    ),
+    "defaults": (("attrs", _attrs),),
+    "expect": (
+        ("trace", _id32), ("span", _id16), ("parent", _opt_id16), ("name", _str),
+        ("start", _int), ("quiet_term", _bool), ("attrs", _attrs),
+    ),
+    "signal": (("span", _id16), ("value", _int)),
+    "exited": (("span", _id16), ("value", _int)),
+    "shutdown": (),
+}
+_OPTIONAL: dict[str, tuple[tuple[str, Check], ...]] = {
+    "start": (("t", _bool), ("links", _links), ("p", _bool), ("q", _bool)),
+    "signal": (("pid", _int),),
+    "exited": (("pid", _int),),
+    "span": (("d", _bool), ("kind", _int), ("links", _links), ("scope", _opt_str)),
+}
 
 
 def validate(obj: object) -> WireRecord:
@@ -225,13 +234,14 @@ def validate(obj: object) -> WireRecord:
     fields = _FIELDS.get(kind) if isinstance(kind, str) else None
     if fields is None or not isinstance(kind, str):
         raise RecordError(f"unknown record kind {kind!r}")
-    for key, rule in fields:
+    for key, ok in fields:
         if key not in obj:
             raise RecordError(f"{kind} record: no {key!r}")
-        _check(kind, key, rule, obj[key])
-    for key, rule in _OPTIONAL.get(kind, ()):
-        if key in obj:
-            _check(kind, key, rule, obj[key])
+        if not ok(obj[key]):
+            raise RecordError(f"{kind} record: bad {key!r}")
+    for key, ok in _OPTIONAL.get(kind, ()):
+        if key in obj and not ok(obj[key]):
+            raise RecordError(f"{kind} record: bad {key!r}")
     return cast(WireRecord, obj)
 
 

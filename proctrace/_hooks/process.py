@@ -53,9 +53,9 @@ def install() -> None:
             setattr(self, names.CARRIER_ATTR, carrier)
         try:
             original_start(self)  # pickles the object (spawn, forkserver) or forks
-        except BaseException:
+        except BaseException as exc:
             if carrier is not None:
-                _carrier.announce(self, carrier, failed=True)
+                _carrier.announce(self, carrier, failed=f"{type(exc).__name__}: {exc}")
             raise
         finally:
             if run is not None and self.__dict__.get("run") is run:

@@ -137,14 +137,14 @@ def _call_of(proc: Any, target: Any) -> tuple[Any, tuple[Any, ...], dict[str, An
     return function_of(reached), args, kwargs
 
 
-def announce(proc: Any, carrier: dict[str, Any], failed: bool = False) -> None:
+def announce(proc: Any, carrier: dict[str, Any], failed: str | None = None) -> None:
     """Tell the collector a child with a span is under way (sent once ``start()`` worked).
 
     Should the child die before its target runs, the span still exists, and the
     collector can end it when the starter reports the exit. A fork child whose start
     the starter prepared has its span opened already, on its own connection (see
-    ``forkstart``): the starter only lets go of that connection. ``failed``: ``start()``
-    raised."""
+    ``forkstart``): the starter only lets go of that connection. ``failed``: what
+    ``start()`` raised."""
     if _forkstart.KEY in carrier:
         _forkstart.started(carrier, failed)
         return

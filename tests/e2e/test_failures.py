@@ -118,3 +118,49 @@ def test_unpicklable_arguments_fail_exactly_as_without_proctrace(run_script, rec
     assert run.stdout.startswith("PicklingError Can't pickle <function <lambda>")
     spans = receiver.wait_for_spans(1)
     assert [s.name for s in spans] == ["prog"]
+
+
+def test_a_fork_that_fails_ends_its_span_with_the_error(run_script, receiver):
+    """Under fork the starter opens the child's span before forking: when the fork itself
+    fails (here os.fork raising as it does when the process limit is reached), start()
+    raises as without proctrace, the span ends ERROR with that error, and the next child
+    is traced as usual."""
+    source = """
+    import multiprocessing, os
+    from proctrace import traced
+
+    @traced
+    def task(i):
+        return i
+
+    if __name__ == "__main__":
+        real_fork = os.fork
+
+        def failing_fork():
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+
+        ctx = multiprocessing.get_context("fork")
+        os.fork = failing_fork
+        try:
+            ctx.Process(target=task, args=(1,)).start()
+        except OSError as exc:
+            print("start raised", exc.errno)
+        os.fork = real_fork
+        p = ctx.Process(target=task, args=(2,))
+        p.start()
+        p.join()
+        print("exit", p.exitcode)
+    """
+    run = run_script(source, env=receiver.env())
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["start", "raised", "11", "exit", "0"]
+    spans = by_name(settle(receiver, 3))
+    failed, ran = sorted(spans["task"], key=lambda s: s.attributes["proctrace.args"])
+    assert failed.attributes["proctrace.args"] == ("1",)
+    assert failed.status_code == "ERROR"
+    assert failed.status_message == (
+        "start() failed: BlockingIOError: [Errno 11] Resource temporarily unavailable"
+    )
+    assert ran.status_code == "UNSET"
+    assert ran.attributes["process.exit.code"] == 0
+    assert ran.attributes["process.pid"] > 0
