@@ -164,8 +164,7 @@ def marginal(big: dict[str, int], small: dict[str, int], units: int) -> dict[str
 
 def run(argv: list[str], env: dict[str, str], workdir: Path) -> dict[str, Any]:
     proc = subprocess.run(
-        argv, env=env, cwd=workdir, check=True, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+        argv, env=env, cwd=workdir, check=True, capture_output=True, text=True
     )
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
