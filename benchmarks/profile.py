@@ -131,11 +131,16 @@ if __name__ == "__main__":
         out["lock_us_per_line"] = sum(r["lock"] for r in rows) / out["lines"] * 1e6
         out["write_us_per_line"] = sum(r["line"] for r in rows) / out["lines"] * 1e6
     else:
-        with ctx.Pool(2) as pool:
-            pool.map(f, range(100), chunksize=1)
-            pool.map(f, range(n), chunksize=1)
-            time.sleep(0.5)  # the agent handles what is queued
-            out["agent_cpu_s"] = agent_cpu_s() if TRACED else None
+        pool = ctx.Pool(2)
+        pool.map(f, range(100), chunksize=1)
+        pool.map(f, range(n), chunksize=1)
+        time.sleep(0.5)  # the agent handles what is queued
+        out["agent_cpu_s"] = agent_cpu_s() if TRACED else None
+        pool.close()
+        pool.join()
+        cpu = lambda r: r.ru_utime + r.ru_stime
+        out["main_cpu_s"] = cpu(resource.getrusage(resource.RUSAGE_SELF))
+        out["workers_cpu_s"] = cpu(resource.getrusage(resource.RUSAGE_CHILDREN))
     print(json.dumps(out))
 '''
 
@@ -222,13 +227,22 @@ def main() -> int:
             [py, str(script), "proctrace", "lines", "20", str(workdir / "lock.jsonl")], env, workdir
         )
         report["log_line_16_children_at_once"] = {k: round(v, 1) for k, v in lines.items()}
-        cpu = {
-            k: run([py, str(script), "proctrace", "tasks", str(k)], env, workdir)["agent_cpu_s"]
-            for k in (args.tasks, 2 * args.tasks)
-        }
-        if None not in cpu.values():
-            per_span = (cpu[2 * args.tasks] - cpu[args.tasks]) / args.tasks
-            report["agent_cpu_us_per_span"] = round(per_span * 1e6, 1)
+        # CPU per pool task by process, from runs of n and 2n tasks: the main process, the
+        # two workers together, and (traced) the agent; the receiver is this process.
+        per_task: dict[str, dict[str, float]] = {}
+        for variant in ("bare", "proctrace"):
+            small, big = (
+                run([py, str(script), variant, "tasks", str(k)], env, workdir)
+                for k in (args.tasks, 2 * args.tasks)
+            )
+            per_task[variant] = {
+                key.removesuffix("_cpu_s"): round((big[key] - small[key]) / args.tasks * 1e6, 1)
+                for key in ("main_cpu_s", "workers_cpu_s", "agent_cpu_s")
+                if big.get(key) is not None and small.get(key) is not None
+            }
+        report["cpu_us_per_task"] = per_task
+        if "agent" in per_task["proctrace"]:
+            report["agent_cpu_us_per_span"] = per_task["proctrace"]["agent"]
     print(json.dumps(report, indent=1))
     return 0
 

@@ -12,7 +12,6 @@ would, and configures structlog the moment the program imports it.
 
 from __future__ import annotations
 
-import datetime
 import fcntl
 import json
 import os
@@ -20,7 +19,6 @@ import select
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Iterable, MutableMapping
 from contextvars import ContextVar
 from typing import Any
@@ -361,7 +359,11 @@ def rendered_here(log_format: str) -> bool:
 
 def timestamp() -> str:
     """The ``timestamp`` of a line, as structlog's ``TimeStamper(fmt="iso", utc=True)``."""
-    return datetime.datetime.now(tz=datetime.UTC).isoformat().replace("+00:00", "Z")
+    # Without the datetime module (a smaller program forks faster): the same text as
+    # datetime.now(UTC).isoformat(), which leaves out a zero fraction.
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{text}.{micros:06d}Z" if micros else f"{text}Z"
 
 
 def _render(
@@ -380,6 +382,8 @@ def _render(
     event_dict["level"] = level
     event_dict["timestamp"] = timestamp()
     if exc_info is not None:
+        import traceback  # loaded on the first failure, not by every traced program
+
         text = "".join(
             traceback.format_exception(type(exc_info), exc_info, exc_info.__traceback__)
         )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from types import ModuleType
@@ -121,6 +120,8 @@ class Span:
 
     def record_exception(self, exc: BaseException) -> None:
         """Add the OpenTelemetry ``exception`` event: type, message and stack trace."""
+        import traceback  # loaded on the first failure, not by every traced program
+
         self.events.append(
             (
                 "exception",

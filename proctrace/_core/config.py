@@ -10,10 +10,10 @@ the program: ``fromenv`` reports it in one line and uses a fallback.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 from . import fromenv as _env
 from . import sampling
@@ -29,9 +29,11 @@ class ConfigurationError(ValueError):
     """A setting has a value proctrace cannot use; the message names the setting."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """Everything a process needs to know to trace; plain data, picklable."""
+class Settings(NamedTuple):
+    """Everything a process needs to know to trace; plain data, picklable.
+
+    A NamedTuple rather than a dataclass: importing ``dataclasses`` (and the ``inspect``
+    it imports) makes every traced program bigger, and each fork child slower."""
 
     service_name: str
     exporters: tuple[str, ...]  # subset of EXPORTERS, or ("file",) for the embedded default
@@ -48,11 +50,11 @@ class Settings:
     quiet: bool = False  # no lifecycle log lines on stderr, no "spans written to" line
 
     def to_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
+        return dict(self._asdict())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Settings:
-        fields = {f.name for f in dataclasses.fields(cls)}
+        fields = set(cls._fields)
         values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
         return cls(**{k: v for k, v in values.items() if k in fields})  # type: ignore[arg-type]
 

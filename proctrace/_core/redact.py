@@ -10,14 +10,13 @@ userinfo, ``Bearer``/``Basic`` tokens, and the value in ``name=value``, ``name: 
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import re
+import sys
 import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .spec import signature_key, takes_self
+from .spec import code_parameters, signature_key, takes_self
 
 REDACTED = "[REDACTED]"
 SECRET_WORDS = ("password", "passwd", "secret", "token", "api_key", "apikey", "authorization",
@@ -215,7 +214,8 @@ def scrub(value: object, extra: tuple[str, ...] = (), depth: int = 0) -> object:
                 changed = changed or new is not item
                 out[key] = new
             return out if changed else value
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        dataclasses = sys.modules.get("dataclasses")  # not loaded: no dataclass exists
+        if dataclasses and dataclasses.is_dataclass(value) and not isinstance(value, type):
             fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.repr}
             return _fields(kind.__qualname__, fields, value, extra, depth)
         if isinstance(value, tuple) and isinstance(getattr(kind, "_fields", None), tuple):
@@ -335,6 +335,10 @@ def positional_names(fn: Callable[..., Any]) -> tuple[str, ...]:
     key = signature_key(fn)
     names = _PARAM_NAMES.get(key)
     if names is None:
+        names = code_parameters(fn)
+    if names is None:
+        import inspect  # only here: a program that never needs it does not load it
+
         try:
             params = inspect.signature(fn).parameters.values()
             names = tuple(

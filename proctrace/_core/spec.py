@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import inspect
 import types
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclasses.dataclass(frozen=True)
-class TraceSpec:
-    """How one decorated function is recorded."""
+class TraceSpec(NamedTuple):
+    """How one decorated function is recorded (a NamedTuple: see ``config.Settings``)."""
 
     name: str | None = None
     record_args: bool = True
@@ -94,6 +91,16 @@ def signature_key(fn: Any) -> Any:
     return fn
 
 
+def code_parameters(fn: Any) -> tuple[str, ...] | None:
+    """A plain function's positional parameter names, from its code object; None when only
+    ``inspect.signature`` can tell (a ``__wrapped__`` or ``__signature__`` to follow, not a
+    Python function). Reading the code object spares the program importing ``inspect``."""
+    if signature_key(fn) is fn:  # not a plain function (see signature_key)
+        return None
+    code = fn.__code__
+    return tuple(code.co_varnames[: code.co_argcount])
+
+
 def takes_self(fn: Any) -> bool:
     """True for a function defined in a class whose first parameter is ``self`` or ``cls``:
     called through the class, its first argument is the instance (cached)."""
@@ -101,10 +108,16 @@ def takes_self(fn: Any) -> bool:
     found = _SELF.get(key)
     if found is None:
         owner = str(getattr(fn, "__qualname__", "")).rpartition(".")[0]
-        try:
-            first = next(iter(inspect.signature(fn).parameters), None)
-        except (TypeError, ValueError):
-            first = None
+        names = code_parameters(fn)
+        if names is not None:
+            first = names[0] if names else None
+        else:
+            import inspect  # only here: a program that never needs it does not load it
+
+            try:
+                first = next(iter(inspect.signature(fn).parameters), None)
+            except (TypeError, ValueError):
+                first = None
         found = _SELF[key] = bool(
             owner and not owner.endswith("<locals>") and first in ("self", "cls")
         )

@@ -24,7 +24,6 @@ Nothing here imports Dask: the hook is installed when the program imports it.
 from __future__ import annotations
 
 import functools
-import hashlib
 import multiprocessing
 import os
 import socket
@@ -344,6 +343,8 @@ class _Call:
 def run_span_id(trace_id: str, scheduler: str, key: str, run_id: int) -> str:
     """One run's span id, the same on every worker: the next run's span links to it."""
     text = f"{trace_id} {scheduler} {key} {run_id}".encode()
+    import hashlib  # here: a program without Dask never loads it
+
     return hashlib.blake2b(text, digest_size=8).hexdigest().replace("0" * 16, "0" * 15 + "1")
 
 

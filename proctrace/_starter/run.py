@@ -19,7 +19,8 @@ from .._child import span as _span
 from .._child import wire as _wire
 from .._core import config as _config
 from .._core import names
-from .._core.ids import SpanRef
+from .._core import onimport as _onimport
+from .._core.ids import SpanRef, new_id
 from . import main_span
 
 if TYPE_CHECKING:
@@ -32,17 +33,37 @@ if TYPE_CHECKING:
 AGENT_EXIT_TIMEOUT = 5.0
 
 
+def private_directory(prefix: str = "proctrace-") -> str:
+    """A new directory only this user can enter, in the temporary directory: what
+    ``tempfile.mkdtemp()`` makes (the same places, tried in the same order), without
+    importing ``tempfile`` and the ``shutil``, ``bz2`` and ``lzma`` it loads, which make
+    every traced program bigger and each of its fork children slower to start."""
+    names = ("TMPDIR", "TEMP", "TMP")
+    places = [os.environ[n] for n in names if os.environ.get(n)]
+    places += ["/tmp", "/var/tmp", "/usr/tmp", os.getcwd()]
+    error: OSError | None = None
+    for place in places:
+        for _ in range(100):
+            path = os.path.join(os.path.abspath(place), prefix + new_id(6))
+            try:
+                os.mkdir(path, 0o700)  # fails if anything is there already: never reused
+                return path
+            except FileExistsError:
+                continue
+            except OSError as exc:  # not there, not writable: the next place
+                error = exc
+                break
+    raise error or FileExistsError(f"no new directory could be made for {prefix}*")
+
+
 class Runtime:
     """State of one run, owned by the process that set it up."""
 
     def __init__(self, settings: _config.Settings) -> None:
-        # Loaded here, not with the module: a child that starts no process never needs them.
-        import tempfile
-
         self.pid = os.getpid()
         self.settings = settings
         self.settings_dict = settings.to_dict()
-        self.directory = tempfile.mkdtemp(prefix="proctrace-")  # mode 0700
+        self.directory = private_directory()  # mode 0700
         self.socket_path = os.path.join(self.directory, "collector.sock")
         self.agent: AgentProcess | None = None
         self.collector_thread: threading.Thread | None = None
@@ -169,15 +190,21 @@ def _prepare_children() -> None:
 
     usage.prepare()
 
-    try:
-        from multiprocessing import forkserver
+    # The fork server loads our modules too, once the program uses it: importing
+    # multiprocessing.forkserver here would load it (with multiprocessing.connection,
+    # .spawn, runpy) into programs that never do, making every fork child slower.
+    _onimport.when_imported("multiprocessing.forkserver", _preload_in_fork_server)
 
+
+def _preload_in_fork_server(forkserver: Any) -> None:
+    """Have the fork server, not yet started, load what its children need."""
+    try:
         server = forkserver._forkserver
         if getattr(server, "_forkserver_pid", 0) is None:  # not started yet
             wanted = ["proctrace._child.run", "resource"]
             modules = list(getattr(server, "_preload_modules", ["__main__"]))
             server.set_forkserver_preload(modules + [m for m in wanted if m not in modules])
-    except (ImportError, AttributeError):  # pragma: no cover - platform without forkserver
+    except AttributeError:  # pragma: no cover - a multiprocessing without these
         pass
 
 
