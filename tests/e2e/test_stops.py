@@ -56,7 +56,15 @@ def _start(tmp_path: Path, method: str, seconds: float, env: dict[str, str]) -> 
         [sys.executable, str(script), method, str(seconds)],
         cwd=tmp_path, env=clean_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, start_new_session=True,  # its own process group, as under a supervisor
+        # The signals' default actions, as a program started by a supervisor has them: a
+        # test run under nohup would otherwise hand its ignored SIGHUP down to the program.
+        preexec_fn=_default_signals,
     )
+
+
+def _default_signals() -> None:
+    for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def _wait_for(proc: subprocess.Popen, word: str, timeout: float = 30) -> None:
