@@ -122,6 +122,7 @@ class Fates:
         del self._fates[span_id]
         record = fate.record
         assert record is not None
+        _note_pid(fate, None)
         attrs = record["attrs"]
         if fate.code is not None and fate.code != attrs.get(names.EXIT_CODE):
             attrs[names.EXIT_CODE] = fate.code
@@ -224,6 +225,7 @@ class Fates:
                 del self._ended_unstarted[next(iter(self._ended_unstarted))]
         if record is None:
             return
+        _note_pid(fate, None)
         attrs = record["attrs"]
         status, code = _STATUS_ERROR, fate.code
         if self.group_signal is not None and fate.signal is None:
@@ -260,8 +262,10 @@ class Fates:
 def _note_pid(fate: _Fate, pid: int | None) -> None:
     """The starter knows the child's pid: a span its starter opened before the fork has none
     until the child ends it, and a child killed first never does."""
-    if pid is not None and fate.record is not None:
-        fate.record["attrs"].setdefault(names.PID, pid)
+    if pid is not None:
+        fate.pid = pid
+    if fate.pid is not None and fate.record is not None:
+        fate.record["attrs"].setdefault(names.PID, fate.pid)
 
 
 def _merge(started: SpanData, announced: SpanData) -> None:

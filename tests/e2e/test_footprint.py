@@ -1,0 +1,63 @@
+"""What a traced program carries: every module a parent holds makes each of its fork children
+slower to start (issue #12), so proctrace loads only what it needs."""
+
+from __future__ import annotations
+
+import json
+
+# Loaded by proctrace before issue #12, each with a measurable cost per fork child.
+NOT_LOADED = (
+    "inspect", "dataclasses", "tempfile", "shutil", "bz2", "lzma", "hashlib", "datetime",
+    "traceback", "multiprocessing.forkserver", "multiprocessing.spawn", "ast", "dis",
+)
+
+
+def test_a_traced_fork_program_does_not_load_what_it_does_not_use(run_script, receiver):
+    source = """
+    import json, multiprocessing, sys
+    from proctrace import traced
+
+    @traced
+    def work(i):
+        return i
+
+    if __name__ == "__main__":
+        ctx = multiprocessing.get_context("fork")
+        for i in range(2):
+            p = ctx.Process(target=work, args=(i,))
+            p.start()
+            p.join()
+        print(json.dumps(sorted(sys.modules)))
+    """
+    run = run_script(source, env=receiver.env())
+    assert run.returncode == 0, run.stderr
+    loaded = set(json.loads(run.stdout))
+    assert "proctrace._child.forkstart" in loaded
+    assert not loaded & set(NOT_LOADED), sorted(loaded & set(NOT_LOADED))
+    assert len(receiver.wait_for_spans(3)) == 3
+
+
+def test_the_fork_server_still_preloads_proctrace_once_the_program_uses_it(run_script, receiver):
+    """The preload is set when the program loads multiprocessing.forkserver, before the
+    server starts, instead of proctrace importing the module into every program."""
+    source = """
+    import multiprocessing, sys
+    from proctrace import traced
+
+    @traced
+    def work(i):
+        return i
+
+    if __name__ == "__main__":
+        ctx = multiprocessing.get_context("forkserver")
+        p = ctx.Process(target=work, args=(1,))
+        p.start()
+        p.join()
+        from multiprocessing import forkserver
+        print(" ".join(forkserver._forkserver._preload_modules))
+    """
+    run = run_script(source, env=receiver.env())
+    assert run.returncode == 0, run.stderr
+    preloaded = run.stdout.split()
+    assert "proctrace._child.run" in preloaded and "__main__" in preloaded
+    assert len(receiver.wait_for_spans(2)) == 2
