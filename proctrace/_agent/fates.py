@@ -156,6 +156,11 @@ class Fates:
             self._end(span_id, fate, ABNORMAL)
         elif fate.state == "announced":
             fate.deadline = time.monotonic() + self._grace
+        elif fate.state == "open":
+            # Reaped, yet its connection is still open: another process holds it too (a
+            # child forked meanwhile by another thread of the starter). Its own end record,
+            # if it sent one, comes within the grace; else it ended abnormally.
+            fate.deadline = time.monotonic() + HELD_GRACE
 
     def _note_early(self, span_id: str, pid: int | None) -> _Fate:
         """A report on a span not known yet (its start record is still on its way, or it

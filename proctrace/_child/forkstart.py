@@ -21,6 +21,7 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -36,7 +37,27 @@ from . import wire as _wire
 
 KEY = "fork"  # the carrier key of a Prepared (fork only: a fork carrier is never pickled)
 _MARK = "\x00{}\x00"
-_MARKS = re.compile(r'"\\u0000(\w+)\\u0000"')
+# The gaps, as json.dumps writes a mark; only these names (a process named "\x00x\x00" is
+# just a name).
+_MARKS = re.compile(r'"\\u0000(pid|duration_ms|exit_code|timestamp)\\u0000"')
+# The connections prepared and not yet let go of, by the thread that prepared them: a fork
+# child closes those of other threads' children, or it would hold them open (the collector
+# reads a connection's end as its process's end).
+_in_flight: dict[int, socket.socket] = {}
+
+
+def _after_fork_in_child() -> None:
+    mine = threading.get_ident()
+    for thread, sock in list(_in_flight.items()):
+        if thread != mine:
+            try:
+                sock.close()
+            except OSError:  # pragma: no cover
+                pass
+    _in_flight.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Line:
@@ -169,6 +190,7 @@ def prepare(
     )
     if sock is None:
         return
+    _in_flight[threading.get_ident()] = sock
     started = finished = None
     if _logs.rendered_here(settings.log_format) and _logs.uses_json(settings.log_format):
         process_keys = {
@@ -205,6 +227,8 @@ def started(carrier: dict[str, Any], failed: str | None = None) -> None:
     prepared = carrier.pop(KEY, None)
     if not isinstance(prepared, Prepared):
         return
+    if _in_flight.get(threading.get_ident()) is prepared.sock:
+        del _in_flight[threading.get_ident()]
     if failed:
         try:
             end = {

@@ -171,3 +171,55 @@ def test_a_prepared_line_is_the_line_the_child_would_render(monkeypatch):
         "duration_ms": 0.5, "exit_code": 0, "process_name": "P-1", "pid": 77, "ppid": 10,
         "start_method": "fork", "function": "m.f", "level": "info",
     }
+
+
+def test_a_reaped_process_whose_connection_stays_open_is_ended_after_the_grace():
+    """Another process may hold a child's connection open (forked meanwhile by another thread
+    of the starter): once the starter reaped the child, its open span ends within the grace."""
+    emitted = []
+    fates = _fates.Fates(emitted.append, grace=0.0)
+    fates.started(dict(START, attrs={}))
+    fates.exited("s1", -9, pid=5)
+    assert not emitted and fates.waiting()
+    fates.tick(time.monotonic() + _fates.HELD_GRACE + 1)
+    (span,) = emitted
+    assert span["status"] == names.STATUS_ERROR and span["attrs"][names.EXIT_CODE] == -9
+
+
+def test_a_fork_child_closes_the_connections_prepared_for_other_threads_children():
+    """Two threads starting fork children at once: each child keeps only its own prepared
+    connection; the other one's is closed in it, so it cannot hold that open."""
+    import socket as _socket
+    import threading as _threading
+
+    mine, other = _socket.socketpair()
+    theirs, far = _socket.socketpair()
+    forkstart._in_flight[_threading.get_ident()] = mine
+    forkstart._in_flight[-1] = theirs  # another thread's
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report which of the two are still open
+        try:
+            state = [s.fileno() != -1 for s in (mine, theirs)]
+            os.write(w, json.dumps(state).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    assert json.loads(os.read(r, 100)) == [True, False]
+    os.close(r)
+    forkstart._in_flight.clear()
+    for s in (mine, other, theirs, far):
+        s.close()
+
+
+def test_a_process_name_that_looks_like_a_gap_is_just_a_name(monkeypatch):
+    settings = config.Settings("svc", ("file",), "grpc", None, log_format="json")
+    keys = {"process_name": "\x00exit\x00", "pid": forkstart._MARK.format("pid")}
+    line = forkstart.Line("info", "process started", {}, keys, ("a" * 32, "b" * 16), settings)
+    written = []
+    monkeypatch.setattr(logs.LineWriter, "msg", lambda self, text: written.append(text))
+    span = _span.Span("f", "a" * 32, None, {}, announce=False)
+    line.emit(span, {"pid": 9})
+    entry = json.loads(written[0])
+    assert entry["process_name"] == "\x00exit\x00" and entry["pid"] == 9
