@@ -18,6 +18,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+# One encoder for every record: json.dumps() with options builds a new one each call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 _lock = threading.RLock()
 _sock: socket.socket | None = None
 _path: str | None = None
@@ -87,7 +89,7 @@ def _connect() -> socket.socket:
 def open_for_child(path: str, record: Mapping[str, Any]) -> socket.socket | None:
     """A connection a fork child is about to inherit, its first record already sent (the
     starter does this before the fork: see ``forkstart``); None if the collector is gone."""
-    line = json.dumps(record, separators=(",", ":"), default=str).encode() + b"\n"
+    line = _ENCODER.encode(record).encode() + b"\n"
     try:
         sock = _open(path)
     except OSError:
@@ -110,7 +112,7 @@ def adopt(path: str, sock: socket.socket) -> None:
 
 def send(record: Mapping[str, Any]) -> bool:
     """Send one record; False (with one warning per process) if the collector is gone."""
-    line = json.dumps(record, separators=(",", ":"), default=str).encode() + b"\n"
+    line = _ENCODER.encode(record).encode() + b"\n"
     with _lock:
         return _send(line)
 

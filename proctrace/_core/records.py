@@ -245,10 +245,14 @@ def validate(obj: object) -> WireRecord:
     return cast(WireRecord, obj)
 
 
+_DECODER = json.JSONDecoder()
+
+
 def parse(line: bytes) -> WireRecord:
-    """One line from the socket as a checked record; RecordError if it is not one."""
+    """One line from the socket as a checked record; RecordError if it is not one. Records
+    are UTF-8 (JSON's own encoding; proctrace writes them ASCII-only)."""
     try:
-        obj = json.loads(line)
+        obj = _DECODER.decode(line.decode("utf-8", "surrogatepass"))
     except (ValueError, RecursionError) as exc:
         raise RecordError(f"not JSON: {exc}") from None
     return validate(obj)
