@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from .._child import run as _run
+from .._child import span as _span
 from .._core.spec import TraceSpec
 from .._hooks import install as _hooks
 from .._hooks import registry
@@ -105,6 +106,10 @@ def call(
             registry.enable_instrument()  # grandchildren and pool tasks of this child too
         return _run.run_process(target, spec, carrier, args, kwargs)
     if carrier is not None:
+        if not carrier.get("sampled", True) and _span.unsampled_here():
+            # A trace that is not recorded (always_off, a ratio that said no): the call runs
+            # as untraced, as run_call() would decide, without its work on every call.
+            return target(*args, **kwargs)
         return _run.run_call(target, spec, carrier, args, kwargs)
     from .._starter import run as _starter  # a child started before tracing began
 

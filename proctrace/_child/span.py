@@ -200,6 +200,15 @@ def current_span() -> Span | Parent | None:
     return _current.get()
 
 
+def unsampled_here() -> bool:
+    """True when what is current here is not sampled: no proctrace span, or an unsampled one,
+    and the OpenTelemetry API not loaded (its context could hold a sampled span)."""
+    if "opentelemetry.trace" in sys.modules:
+        return False
+    span = _current.get()
+    return span is None or not span.sampled
+
+
 def current_ids() -> SpanRef | None:
     """The innermost current span (ids and sampled flag), from OpenTelemetry or proctrace."""
     if "opentelemetry.trace" in sys.modules:
