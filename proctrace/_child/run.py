@@ -351,7 +351,11 @@ def run_process(
                     duration_ms=duration_ms,
                     exit_code=exit_code,
                 )
-            elif prepared is not None and prepared.finished is not None:
+            elif (
+                prepared is not None
+                and prepared.finished is not None
+                and _logs.rendered_here(settings.log_format)  # the target may configure it
+            ):
                 prepared.finished.emit(
                     span,
                     {"pid": attributes[names.PID], "duration_ms": duration_ms,
