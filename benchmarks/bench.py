@@ -254,17 +254,9 @@ def f(x):
     return x
 ''' + _DASK_MAIN
 
-SCALE = '''"""Scale: many fork children in concurrent batches, then many pool tasks, one run.
-
-argv: children batch tasks variant; the "bare" variant never imports proctrace.
-"""
-import json
-import multiprocessing
-import os
-import sys
-import time
-
-VARIANT = sys.argv[4]
+# Shared by the scale script here and benchmarks/profile.py's program: the targets, @traced
+# or plain by the script's VARIANT ("bare" never imports proctrace), and this run's agent.
+VARIANT_TARGETS = '''
 if VARIANT == "proctrace":
     from proctrace import traced
 else:
@@ -282,6 +274,33 @@ def f(x):
     return x
 
 
+def agent_pid():
+    """The pid of this run's proctrace agent (a child of this process), or None."""
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as children:
+            for pid in children.read().split():
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                        if b"proctrace._agent" in cmdline.read():
+                            return pid
+                except OSError:
+                    continue
+    return None
+'''
+
+SCALE = '''"""Scale: many fork children in concurrent batches, then many pool tasks, one run.
+
+argv: children batch tasks variant; the "bare" variant never imports proctrace.
+"""
+import json
+import multiprocessing
+import os
+import sys
+import time
+
+VARIANT = sys.argv[4]
+''' + VARIANT_TARGETS + '''
+
 def peak_mib(pid="self"):
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across exec, so it
     # would report the benchmark process's size.
@@ -296,17 +315,9 @@ def peak_mib(pid="self"):
 
 
 def agent_peak_mib():
-    """The peak RSS so far of this run's proctrace agent (a child of this process)."""
-    for task in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{task}/children") as children:
-            for pid in children.read().split():
-                try:
-                    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                        if b"proctrace._agent" in cmdline.read():
-                            return peak_mib(pid)
-                except OSError:
-                    continue
-    return None
+    """The peak RSS so far of this run's proctrace agent."""
+    pid = agent_pid()
+    return peak_mib(pid) if pid else None
 
 
 if __name__ == "__main__":

@@ -35,40 +35,24 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import VARIANT_TARGETS  # noqa: E402  (the same targets and agent lookup)
+
 from proctrace.testing import OTLPReceiver  # noqa: E402
 
 PROGRAM = '''
 import json, multiprocessing, os, resource, sys, time
-TRACED = sys.argv[1] == "proctrace"
-if TRACED:
-    from proctrace import traced
-else:
-    def traced(fn):
-        return fn
-
-
-@traced
-def work(i):
-    return sum(range(1000))
-
-
-@traced
-def f(x):
-    return x
-
+VARIANT = sys.argv[1]
+TRACED = VARIANT == "proctrace"
+''' + VARIANT_TARGETS + '''
 
 def agent_cpu_s():
-    for task in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{task}/children") as children:
-            for pid in children.read().split():
-                try:
-                    if b"proctrace._agent" not in open(f"/proc/{pid}/cmdline", "rb").read():
-                        continue
-                    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-                    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-                except OSError:
-                    continue
-    return None
+    pid = agent_pid()
+    if pid is None:
+        return None
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":
