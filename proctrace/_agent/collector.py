@@ -208,6 +208,8 @@ class Collector:
             self._fates.expect(record)
         elif record["k"] == "signal":
             self._fates.signalled(record["span"], record["value"], record.get("pid"))
+        elif record["k"] == "pid":
+            self._fates.forked(record["span"], record["value"])
         elif record["k"] == "exited":
             self._fates.exited(record["span"], record["value"], record.get("pid"))
         elif record["k"] == "shutdown":

@@ -135,6 +135,15 @@ class Fates:
                     record["message"] = f"{how} after its target ended"
         self._emit(record)
 
+    def forked(self, span_id: str, pid: int) -> None:
+        """The starter forked the child of a span it opened before the fork: its pid, which
+        the span keeps even if the child dies before ending it."""
+        fate = self._fates.get(span_id)
+        if fate is None:
+            self._note_early(span_id, pid)
+        else:
+            _note_pid(fate, pid)
+
     def signalled(self, span_id: str, signum: int, pid: int | None = None) -> None:
         fate = self._fates.get(span_id)
         if fate is None:

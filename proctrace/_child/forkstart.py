@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._core import config as _config
+from .._core import ids as _ids
 from .._core import names
 from .._core import redact as _args
 from .._core.ids import parse_traceparent
@@ -64,7 +65,7 @@ class Line:
     """A lifecycle log line rendered up to the values only the child knows (its pid, the
     duration, the exit code, the timestamp), and the span event it makes."""
 
-    __slots__ = ("event", "level", "parts", "span_attrs")
+    __slots__ = ("event", "parts", "span_attrs")
 
     def __init__(
         self,
@@ -75,7 +76,7 @@ class Line:
         ids: tuple[str, str],
         settings: _config.Settings,
     ) -> None:
-        self.level, self.event = level, event
+        self.event = event
         items = [*keys.items(), *process_keys.items()]
         self.span_attrs = (
             _logs.event_attributes(items, level, settings.max_repr)
@@ -138,7 +139,7 @@ class Prepared:
 
     def described(self) -> tuple[dict[str, Any], list[str], dict[str, str]]:
         """In the child: the span's attributes (its pid added) and the described arguments."""
-        self.attributes[names.PID] = os.getpid()
+        self.attributes[names.PID] = _ids.pid()
         return self.attributes, self.args, self.kwargs
 
 
@@ -161,7 +162,7 @@ def prepare(
     shown_args: list[str] = []
     shown_kwargs: dict[str, str] = {}
     attributes: dict[str, Any] = {
-        names.PARENT_PID: os.getpid(),
+        names.PARENT_PID: _ids.pid(),
         names.PROCESS_NAME: proc.name,
         names.START_METHOD: "fork",
         names.STARTER_PID: carrier["starter_pid"],
@@ -220,10 +221,12 @@ def prepare(
     carrier[KEY] = Prepared(sock, attributes, shown_args, shown_kwargs, started, finished)
 
 
-def started(carrier: dict[str, Any], failed: str | None = None) -> None:
-    """In the starter, after ``start()``: its copy of the child's connection is closed (the
-    child's copy keeps it open). If ``start()`` raised (``failed``: what it raised), the span
-    ends ERROR first: the program asked for a process and got that exception."""
+def started(carrier: dict[str, Any], pid: int | None, failed: str | None = None) -> None:
+    """In the starter, after ``start()``: the child's ``pid`` is sent on its connection (the
+    start record went before the fork, without it), and the starter's copy of that
+    connection is closed (the child's copy keeps it open). If ``start()`` raised
+    (``failed``: what it raised), the span ends ERROR instead: the program asked for a
+    process and got that exception."""
     prepared = carrier.pop(KEY, None)
     if not isinstance(prepared, Prepared):
         return
@@ -240,7 +243,14 @@ def started(carrier: dict[str, Any], failed: str | None = None) -> None:
                 "attrs": {},
                 "events": [],
             }
-            prepared.sock.sendall(json.dumps(end, separators=(",", ":")).encode() + b"\n")
+            prepared.sock.sendall(_wire.encode(end))
+        except OSError:
+            pass
+    elif pid is not None:
+        try:  # one small write: whole, before or after the child's own end record
+            prepared.sock.sendall(
+                b'{"k":"pid","span":"%s","value":%d}\n' % (carrier["span"].encode(), pid)
+            )
         except OSError:
             pass
     os.close(prepared.sock.detach())  # the child's copy keeps the connection open

@@ -59,6 +59,11 @@ def set_defaults(attrs: dict[str, object]) -> None:
                 _drop()
 
 
+def encode(record: Mapping[str, Any]) -> bytes:
+    """One record as its line on the wire."""
+    return _ENCODER.encode(record).encode() + b"\n"
+
+
 def _open(path: str) -> socket.socket:
     # A blocking socket whose sends give up after _SEND_TIMEOUT (SO_SNDTIMEO): Python's own
     # timeout would poll() before every send, a second system call per record.
@@ -89,7 +94,7 @@ def _connect() -> socket.socket:
 def open_for_child(path: str, record: Mapping[str, Any]) -> socket.socket | None:
     """A connection a fork child is about to inherit, its first record already sent (the
     starter does this before the fork: see ``forkstart``); None if the collector is gone."""
-    line = _ENCODER.encode(record).encode() + b"\n"
+    line = encode(record)
     try:
         sock = _open(path)
     except OSError:
@@ -112,7 +117,7 @@ def adopt(path: str, sock: socket.socket) -> None:
 
 def send(record: Mapping[str, Any]) -> bool:
     """Send one record; False (with one warning per process) if the collector is gone."""
-    line = _ENCODER.encode(record).encode() + b"\n"
+    line = encode(record)
     with _lock:
         return _send(line)
 

@@ -89,9 +89,10 @@ class ExpectRecord(TypedDict):
 
 
 class ReportRecord(TypedDict):
-    """The starter's report: the signal it sends a child, or the exit code it reaped."""
+    """The starter's report: the signal it sends a child, the exit code it reaped, or (``pid``,
+    the value the child's pid) that a fork child whose span it opened exists."""
 
-    k: Literal["signal", "exited"]
+    k: Literal["signal", "exited", "pid"]
     span: str
     value: int
     pid: NotRequired[int]  # the child's
@@ -216,6 +217,7 @@ _FIELDS: dict[str, tuple[tuple[str, Check], ...]] = {
     ),
     "signal": (("span", _id16), ("value", _int)),
     "exited": (("span", _id16), ("value", _int)),
+    "pid": (("span", _id16), ("value", _int)),
     "shutdown": (),
 }
 _OPTIONAL: dict[str, tuple[tuple[str, Check], ...]] = {

@@ -146,7 +146,7 @@ def announce(proc: Any, carrier: dict[str, Any], failed: str | None = None) -> N
     ``forkstart``): the starter only lets go of that connection. ``failed``: what
     ``start()`` raised."""
     if _forkstart.KEY in carrier:
-        _forkstart.started(carrier, failed)
+        _forkstart.started(carrier, proc.pid, failed)
         return
     if failed or "span" not in carrier or not carrier.get("sampled", True):
         return

@@ -150,6 +150,8 @@ def test_a_signal_to_the_process_group_loses_no_process_span(tmp_path, receiver,
     workers = names.get("multiprocessing.pool.worker", [])
     assert 1 <= len(workers) <= 2 if method != "fork" else len(workers) == 2
     assert names.get("square"), "finished task spans are kept"
+    for span in names["busy"] + workers:  # the pid, though the children never ended their span
+        assert span.attributes.get("process.pid", 0) > 0, span.name
     assert took < 2.0, took
 
 
