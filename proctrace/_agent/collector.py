@@ -19,7 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .._core import records
-from .._core.records import SpanData
+from .._core.records import Finished, SpanData
+from .._otlp import encoded as _encoded
 from . import fates as _fates
 
 BURST_PAUSE = 0.002
@@ -44,7 +45,7 @@ class Collector:
     def __init__(
         self,
         listener: socket.socket,
-        sink: Callable[[SpanData], None],
+        sink: Callable[[Finished], None],
         *,
         owner_pid: int | None = None,
         drain_timeout: float = 0.5,
@@ -202,6 +203,12 @@ class Collector:
             if record.get("d"):
                 data["attrs"] = {**conn.defaults, **record["attrs"]}
             self._emit(data)
+        elif record["k"] == "pb":
+            encoded = _encoded.check(record["b"])
+            if encoded is None:
+                self.malformed += 1
+            else:
+                self._emit(encoded)
         elif record["k"] == "defaults":
             conn.defaults = dict(record["attrs"])
         elif record["k"] == "expect":
@@ -215,7 +222,7 @@ class Collector:
         elif record["k"] == "shutdown":
             self.stop(self._drain_timeout)
 
-    def _emit(self, record: SpanData) -> None:
+    def _emit(self, record: Finished) -> None:
         """Hand a finished span record to the sink."""
         self.trace_ids.setdefault(record["trace"])
         self.delivered += 1
@@ -223,7 +230,7 @@ class Collector:
             self._sink(record)
         except Exception:  # a failing sink must not stop the collection of the others
             pass
-        if self._waiters is not None and record.get("process"):
+        if self._waiters is not None and "process" in record and record["process"]:
             with self._waiters_lock:
                 waiter = self._waiters.pop(record["span"], None)
                 if waiter is None:

@@ -19,10 +19,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._core import config as _config
-from .._core.records import SpanData
+from .._core.records import Finished
 from .._otlp import files as _otlpjson
 
-Record = SpanData
+Record = Finished
 BATCH = 512
 INTERVAL = 0.2
 EXPORT_TIMEOUT = 5.0
@@ -105,8 +105,9 @@ class ConsoleExporter(_Exporter):
 
     def export(self, batch: Sequence[Record]) -> bool:
         from .._otel.convert import to_span
+        from .._otlp.encoded import expand
 
-        self._sdk.export([to_span(r, self._resource) for r in batch])
+        self._sdk.export([to_span(r, self._resource) for r in expand(batch)])
         return True
 
 

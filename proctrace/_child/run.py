@@ -109,12 +109,12 @@ def _attributes(
     shared: bool = False,
 ) -> tuple[dict[str, Any], list[str], dict[str, str]]:
     """The span's attributes; with ``shared``, the process's own go once per connection."""
-    process_attributes = _process_attributes(proc, carrier)
+    shared_attributes = process_attributes(proc, carrier)
     if shared:
-        _wire.set_defaults(process_attributes)
+        _wire.set_defaults(shared_attributes)
         attributes: dict[str, Any] = {}
     else:
-        attributes = dict(process_attributes)
+        attributes = dict(shared_attributes)
     attributes[names.FUNCTION] = function_name(target)
     shown_args: list[str] = []
     shown_kwargs: dict[str, str] = {}
@@ -131,7 +131,7 @@ def _attributes(
 _process_cache: tuple[int, int, dict[str, Any]] | None = None
 
 
-def _process_attributes(proc: Any, carrier: dict[str, Any] | None) -> dict[str, Any]:
+def process_attributes(proc: Any, carrier: dict[str, Any] | None) -> dict[str, Any]:
     """The attributes every span of this process shares (computed once per process)."""
     global _process_cache
     pid = _ids.pid()
@@ -206,7 +206,7 @@ def open_call(
 INTERRUPTED = "interrupted (KeyboardInterrupt)"
 
 
-def _failed(span: _span.Span, exc: BaseException) -> tuple[int, str]:
+def failed_status(span: _span.Span, exc: BaseException) -> tuple[int, str]:
     """ERROR, with the ``exception`` event; Ctrl-C (KeyboardInterrupt) is said plainly."""
     if isinstance(exc, KeyboardInterrupt):
         return _span.STATUS_ERROR, INTERRUPTED
@@ -245,7 +245,7 @@ def run_call(
         with _span.activate(span):
             return target(*args, **kwargs)
     except BaseException as exc:
-        status, message = _failed(span, exc)
+        status, message = failed_status(span, exc)
         raise
     finally:
         cpu = round(time.thread_time() - cpu, 6)
@@ -271,7 +271,7 @@ async def await_call(
         with _span.activate(span):
             return await target(*args, **kwargs)
     except BaseException as exc:
-        status, message = _failed(span, exc)
+        status, message = failed_status(span, exc)
         raise
     finally:
         span.end(status, message)
@@ -339,7 +339,7 @@ def run_process(
             raise
         except BaseException as exc:
             failure, exit_code = exc, 1
-            status, message = _failed(span, exc)
+            status, message = failed_status(span, exc)
             raise
         finally:
             duration_ms = round((time.perf_counter() - started) * 1000, 3)

@@ -236,35 +236,46 @@ def activate(span: Span | Parent) -> Iterator[None]:
     made current there at that moment (``_api_loaded``), and each block that ends
     hands over to the span around it, so the program's spans nest under the right
     one before and after."""
-    token = _current.set(span)
-    if "opentelemetry.trace" in sys.modules:
-        otel_token = _attach(span)
-        try:
-            yield
-        finally:
-            from opentelemetry import context
-
-            context.detach(otel_token)
-            _current.reset(token)
-        return
-    if not _watching:
-        _watch_api()
+    state = enter(span)
     try:
         yield
     finally:
-        attached = _attached.get()
-        mine = bool(attached) and attached[-1][0] is span
-        if mine:
-            from opentelemetry import context
+        leave(span, state)
 
-            context.detach(attached[-1][1])
-            attached = attached[:-1]
+
+def enter(span: Span | Parent) -> tuple[Any, Any]:
+    """``activate``'s start, for a caller that cannot afford a generator per call (a pool
+    task); hand what it returns to ``leave``."""
+    token = _current.set(span)
+    if "opentelemetry.trace" in sys.modules:
+        return token, _attach(span)
+    if not _watching:
+        _watch_api()
+    return token, None
+
+
+def leave(span: Span | Parent, state: tuple[Any, Any]) -> None:
+    """``activate``'s end."""
+    token, otel_token = state
+    if otel_token is not None:
+        from opentelemetry import context
+
+        context.detach(otel_token)
         _current.reset(token)
-        if mine:
-            outer = _current.get()
-            if outer is not None:  # entered before the import too: current from now on
-                attached = (*attached, (outer, _attach(outer)))
-            _attached.set(attached)
+        return
+    attached = _attached.get()
+    mine = bool(attached) and attached[-1][0] is span
+    if mine:
+        from opentelemetry import context
+
+        context.detach(attached[-1][1])
+        attached = attached[:-1]
+    _current.reset(token)
+    if mine:
+        outer = _current.get()
+        if outer is not None:  # entered before the import too: current from now on
+            attached = (*attached, (outer, _attach(outer)))
+        _attached.set(attached)
 
 
 def _attach(span: Span | Parent) -> Any:

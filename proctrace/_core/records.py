@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from typing import Any, Literal, NotRequired, TypedDict, cast
+from typing import Any, Literal, NotRequired, TypedDict, cast, final
 
 # A span event as it travels: [name, time in ns, attributes].
 Event = tuple[str, int, dict[str, Any]]
@@ -68,6 +68,14 @@ class SpanRecord(TypedDict):
     scope: NotRequired[str | None]  # instrumentation scope; proctrace's when absent
 
 
+class EncodedRecord(TypedDict):
+    """A finished span already written as an OTLP ``Span`` message, in hex (pool tasks): the
+    agent checks it and forwards it as it is (``_otlp.encoded``)."""
+
+    k: Literal["pb"]
+    b: str
+
+
 class DefaultsRecord(TypedDict):
     """Attributes shared by this connection's ``span`` records that carry ``d``."""
 
@@ -108,6 +116,7 @@ WireRecord = (
     StartRecord
     | EndRecord
     | SpanRecord
+    | EncodedRecord
     | DefaultsRecord
     | ExpectRecord
     | ReportRecord
@@ -115,6 +124,7 @@ WireRecord = (
 )
 
 
+@final  # so that ``"encoded" in record`` tells the two apart (type checkers narrow on it)
 class SpanData(TypedDict):
     """A span as the collector keeps and hands it to export: a finished start+end, a ``span``
     record, or an announcement the collector had to end itself."""
@@ -134,6 +144,20 @@ class SpanData(TypedDict):
     scope: NotRequired[str | None]
     process: NotRequired[bool]  # a process span (its starter announced it)
     quiet_term: NotRequired[bool]
+
+
+@final
+class EncodedSpan(TypedDict):
+    """A finished span the collector got already encoded (a ``pb`` record, checked): OTLP
+    destinations send the bytes as they are; the others decode them (``_otlp.encoded``)."""
+
+    trace: str
+    span: str
+    encoded: bytes
+
+
+# What the collector hands to export.
+Finished = SpanData | EncodedSpan
 
 
 class RecordError(ValueError):
@@ -210,6 +234,7 @@ _FIELDS: dict[str, tuple[tuple[str, Check], ...]] = {
         ("start", _int), ("end", _int), ("status", _int), ("message", _str),
         ("attrs", _attrs), ("events", _events),
     ),
+    "pb": (("b", _str),),
     "defaults": (("attrs", _attrs),),
     "expect": (
         ("trace", _id32), ("span", _id16), ("parent", _opt_id16), ("name", _str),

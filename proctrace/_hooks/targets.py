@@ -18,6 +18,7 @@ from typing import Any
 
 from .._child import run as _run
 from .._child import span as _span
+from .._child import tasks as _tasks
 from .._core.ids import SpanRef, parse_traceparent
 from .._core.spec import PLAIN, TraceSpec, resolve, spec_of
 from . import registry
@@ -91,6 +92,9 @@ class Task:
         self.traceparent = traceparent
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        plan = _tasks.find(self.fn, self.traceparent)
+        if plan is not None:  # an earlier task alike in this worker worked it all out
+            return _tasks.run(plan, args, kwargs)
         ids = _parents.get(self.traceparent)
         if ids is None:
             ids = parse_traceparent(self.traceparent)
@@ -106,12 +110,15 @@ class Task:
             with _span.activate(_span.Parent(*ids)):
                 return self.fn(*args, **kwargs)
         target = self.fn
-        if type(target) is not FunctionType:  # a partial, a method, an instance: see through
+        key = None
+        if type(target) is FunctionType:  # its later tasks can go straight to the call
+            key = (target, self.traceparent)
+        else:  # a partial, a method, an instance: see through, each time
             target, args, kwargs = resolve(target, args, kwargs)
         if isinstance(getattr(target, "__proctrace__", None), TraceSpec):
             target = getattr(target, "__wrapped__", target)  # the @traced wrapper's function
         carrier = _run.carrier_of(multiprocessing.current_process())
-        return _run.run_call(target, spec, carrier, args, kwargs, parent=ids)
+        return _tasks.run_task(target, spec, carrier, args, kwargs, ids, key)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Task, (self.fn, self.traceparent))

@@ -23,8 +23,8 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO
 
-from .._core.records import SpanData
-from . import otlpjson
+from .._core.records import Finished
+from . import encoded, otlpjson
 
 _CREATE = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -108,9 +108,9 @@ class TraceFile:
         self.lost = 0  # spans that could not be written
         self.error: str | None = None
 
-    def append(self, records: Sequence[SpanData], resource: Mapping[str, Any]) -> bool:
+    def append(self, records: Sequence[Finished], resource: Mapping[str, Any]) -> bool:
         """Append one export request holding ``records``; False (counted lost) on failure."""
-        line = otlpjson.dumps(records, resource)
+        line = otlpjson.dumps(encoded.expand(records), resource)
         try:
             fd = self._open()
             while line:

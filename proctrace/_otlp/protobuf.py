@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from .._core import VERSION
-from .._core.names import SCOPE
-from .._core.records import SpanData
+from .._core.names import ARGS, KWARGS_PREFIX, SCOPE, TASK_CPU
+from .._core.records import EncodedSpan, SpanData
 from . import values
 
 _Q = struct.Struct("<Q")
@@ -85,16 +85,26 @@ def _attributes(tag: bytes, attrs: Mapping[str, Any] | None) -> bytes:
     return b"".join([_attribute(tag, k, v) for k, v in (attrs or {}).items()])
 
 
-def _span(record: SpanData) -> bytes:
+def _head(trace_id: str) -> bytes:
+    """The trace id field (1), which comes before the span id (2)."""
+    return b"\x0a\x10" + bytes.fromhex(trace_id)
+
+
+def _parent_name_kind(parent_id: str | None, name: str, kind: int) -> bytes:
+    parent = b"\x22\x08" + bytes.fromhex(parent_id) if parent_id else b""
+    # SDK INTERNAL 0 = OTLP 1
+    return parent + _ld(b"\x2a", values.utf8(name)) + b"\x30" + _varint(kind + 1)
+
+
+def _span(record: SpanData | EncodedSpan) -> bytes:
     """A ``Span`` message."""
+    if "encoded" in record:  # encoded where it ended (a pool task: see TaskSpans)
+        return record["encoded"]
     parts = [
-        b"\x0a\x10" + bytes.fromhex(record["trace"]),
+        _head(record["trace"]),
         b"\x12\x08" + bytes.fromhex(record["span"]),
+        _parent_name_kind(record["parent"], record["name"], int(record.get("kind", 0))),
     ]
-    if record.get("parent"):
-        parts.append(b"\x22\x08" + bytes.fromhex(record["parent"] or ""))
-    parts.append(_ld(b"\x2a", values.utf8(record["name"])))
-    parts.append(b"\x30" + _varint(int(record.get("kind", 0)) + 1))  # SDK INTERNAL 0 = OTLP 1
     parts.append(b"\x39" + _Q.pack(int(record["start"])))
     parts.append(b"\x41" + _Q.pack(int(record.get("end", record["start"]))))
     parts.append(_attributes(b"\x4a", record.get("attrs")))
@@ -113,11 +123,69 @@ def _span(record: SpanData) -> bytes:
     return b"".join(parts)
 
 
-def by_scope(records: Iterable[SpanData]) -> dict[str, list[SpanData]]:
-    """Records grouped by instrumentation scope (proctrace's own when a record names none)."""
-    scopes: dict[str, list[SpanData]] = {}
+_UNSET = _ld(b"\x7a", b"")  # the status of a span that ended without one
+
+
+class TaskSpans:
+    """Writes the spans of one kind of call in one process (a pool task's function, submitted
+    from one span) as ``Span`` messages, the same bytes ``_span`` writes for their records:
+    what they share (ids, name, the process's attributes) encoded once, each call's own parts
+    (its arguments' reprs, its CPU time) when it ends. For calls that ended with no status,
+    events or links."""
+
+    __slots__ = ("_attrs", "_head", "_middle")
+
+    def __init__(self, trace_id: str, parent_id: str | None, name: str, attrs: Mapping[str, Any]):
+        self._head = _head(trace_id) + b"\x12\x08"
+        self._middle = _parent_name_kind(parent_id, name, 0) + b"\x39"
+        self._attrs = _attributes(b"\x4a", attrs)
+
+    def encode(
+        self,
+        span_id: str,
+        start: int,
+        end: int,
+        args: list[str] | None,
+        kwargs: Mapping[str, str],
+        cpu: float,
+    ) -> bytes:
+        """The ``Span`` message of one call: the shared attributes, then ``names.ARGS``, one
+        ``names.KWARGS_PREFIX`` attribute per keyword argument and ``names.TASK_CPU``."""
+        parts = [
+            self._head,
+            bytes.fromhex(span_id),
+            self._middle,
+            _Q.pack(start),
+            b"\x41",
+            _Q.pack(end),
+            self._attrs,
+        ]
+        if args is not None:
+            items = b"".join([_ld(b"\x0a", _ld(b"\x0a", values.utf8(a))) for a in args])
+            parts.append(_ld(b"\x4a", _ARGS_KEY + _ld(b"\x12", _ld(b"\x2a", items))))
+        for key, text in kwargs.items():
+            parts.append(_ld(b"\x4a", _kv(KWARGS_PREFIX + key, text)))
+        parts.append(_CPU_KEY)
+        parts.append(_D.pack(cpu))
+        parts.append(_UNSET)
+        return b"".join(parts)
+
+
+_ARGS_KEY = _ld(b"\x0a", ARGS.encode())
+# The CPU time attribute up to its double: the KeyValue (13 bytes of value) in its field.
+_CPU_KEY = _ld(b"\x4a", _ld(b"\x0a", TASK_CPU.encode()) + b"\x12\x09\x21" + bytes(8))[:-8]
+
+
+_R = TypeVar("_R", SpanData, SpanData | EncodedSpan)
+
+
+def by_scope(records: Iterable[_R]) -> dict[str, list[_R]]:
+    """Records grouped by instrumentation scope (proctrace's own when a record names none;
+    spans encoded where they ended are proctrace's)."""
+    scopes: dict[str, list[_R]] = {}
     for record in records:
-        scopes.setdefault(record.get("scope") or SCOPE, []).append(record)
+        scope = None if "encoded" in record else record.get("scope")
+        scopes.setdefault(scope or SCOPE, []).append(record)
     return scopes
 
 
@@ -125,7 +193,9 @@ def scope_version(name: str) -> str | None:
     return VERSION if name == SCOPE else None
 
 
-def serialized_request(records: Sequence[SpanData], resource: Mapping[str, Any]) -> bytes:
+def serialized_request(
+    records: Sequence[SpanData | EncodedSpan], resource: Mapping[str, Any]
+) -> bytes:
     """An ``ExportTraceServiceRequest``, serialized."""
     scope_spans = []
     for name, group in by_scope(records).items():

@@ -24,7 +24,7 @@ from .._core.ids import SpanRef, new_id
 from . import main_span
 
 if TYPE_CHECKING:
-    from .._core.records import ReportRecord, SpanData
+    from .._core.records import Finished, ReportRecord
     from .agent_process import AgentProcess
 
 # The agent bounds its own work at exit (_agent.DRAIN_TIMEOUT + EXPORT_DEADLINE, counted
@@ -106,11 +106,14 @@ class Runtime:
     def _start_collector_thread(self, listener: socket.socket, provider: Any) -> None:
         from .._agent.collector import Collector
         from .._otel import adapter, convert
+        from .._otlp.encoded import decode
 
         processor = adapter.span_processor(provider)
         resource = provider.resource
 
-        def deliver(record: SpanData) -> None:
+        def deliver(record: Finished) -> None:
+            if "encoded" in record:  # a pool task's span, already encoded in its worker
+                record = decode(record)
             processor.on_end(convert.to_span(record, resource))
 
         self.collector = Collector(listener, deliver, in_process=True)

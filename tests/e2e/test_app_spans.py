@@ -304,3 +304,53 @@ def test_children_load_the_sdk_only_when_they_make_a_span(run_script, receiver):
     assert not [m for m in seen["api"] if m.startswith("opentelemetry.sdk")], seen["api"]
     assert "proctrace._child.provider" not in seen["api"]
     settle(receiver, 3)
+
+
+POOL_OWN_PROVIDER = """
+import multiprocessing, sys, time
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from proctrace import traced
+
+memory = InMemorySpanExporter()
+
+@traced
+def square(n):
+    return n * n
+
+if __name__ == "__main__":
+    provider = TracerProvider(resource=Resource.create({"service.name": "own-provider"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    trace.set_tracer_provider(provider)
+    with trace.get_tracer("app").start_as_current_span("app-span"):
+        with multiprocessing.get_context(sys.argv[1]).Pool(2) as pool:
+            assert pool.map(square, range(20), chunksize=1) == [n * n for n in range(20)]
+    # Task spans reach the provider as the run's collector thread reads them, after the
+    # results came back: wait for them (it is not what this test is about).
+    for _ in range(500):
+        if sum(s.name == "square" for s in memory.get_finished_spans()) == 20:
+            break
+        time.sleep(0.01)
+    provider.shutdown()
+    finished = memory.get_finished_spans()
+    app = next(span.context.span_id for span in finished if span.name == "app-span")
+    for span in finished:
+        if span.name == "square":
+            print("task", span.parent.span_id == app, dict(span.attributes), flush=True)
+"""
+
+
+def test_pool_task_spans_reach_the_application_provider_whole(run_script, method):
+    """Pool task spans travel encoded as OTLP from their worker; the application's own provider
+    (in the main process) still gets each as an SDK span with every attribute."""
+    run = run_script(POOL_OWN_PROVIDER, method)
+    assert run.returncode == 0, run.stderr
+    tasks = [line for line in run.stdout.splitlines() if line.startswith("task ")]
+    assert len(tasks) == 20, run.stdout
+    for line in tasks:
+        assert line.startswith("task True "), line
+        assert "'proctrace.args': (" in line and "proctrace.task.cpu_s" in line, line
+        assert "'process.pid': " in line and "'code.function.name': '__main__.square'" in line

@@ -1,0 +1,175 @@
+"""Pool tasks: a span per call, written in the worker as the OTLP message it is exported as.
+
+A pool runs the same function for thousands of tasks submitted from one span, so
+what their spans share (the trace, the parent, the name, the worker's attributes)
+is worked out and encoded once per worker (a ``_Plan``). Each call then costs its
+span id, its times, its arguments described and one record: an OTLP ``Span``
+message (``protobuf.TaskSpans``) the agent forwards without decoding. A call that
+failed, logged span events, or whose span got attributes while it ran, ends the
+general way (``Span.end``): those are rare, and say more.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .._core import ids as _ids
+from .._core import names
+from .._core import redact as _args
+from .._core.ids import SpanRef
+from .._core.spec import TraceSpec, function_name, span_name
+from . import run as _run
+from . import span as _span
+from . import wire as _wire
+from .follow import follow_program
+
+if TYPE_CHECKING:
+    from .._otlp.protobuf import TaskSpans
+
+
+class _Plan:
+    """What every call of one function submitted from one span shares, in this worker."""
+
+    __slots__ = (
+        "address", "attrs", "encoder", "extra", "limit", "name", "parent", "pid", "record_args",
+        "target",
+    )
+
+    def __init__(
+        self,
+        target: Callable[..., Any],
+        name: str,
+        parent: SpanRef,
+        attrs: dict[str, Any],
+        encoder: TaskSpans,
+        address: str,
+        record_args: bool,
+        limit: int,
+        extra: tuple[str, ...],
+    ) -> None:
+        self.target = target
+        self.name = name
+        self.parent = parent
+        self.attrs = attrs  # the function's (the worker's go once per connection)
+        self.encoder = encoder
+        self.address = address
+        self.record_args = record_args
+        self.limit = limit
+        self.extra = extra
+        self.pid = _ids.pid()
+
+
+# Plans by what a task carries: its function and the traceparent it was submitted under.
+_plans: dict[tuple[Any, str], _Plan] = {}
+_MAX_PLANS = 256
+
+
+def find(fn: Any, traceparent: str) -> _Plan | None:
+    """The plan of tasks of ``fn`` submitted under ``traceparent`` in this process, if one
+    was made (``run_task``) and still holds."""
+    plan = _plans.get((fn, traceparent))
+    if plan is None or plan.pid != _ids.pid() or _wire.address() != plan.address:
+        return None
+    return plan
+
+
+def run_task(
+    target: Callable[..., Any],
+    spec: TraceSpec,
+    carrier: dict[str, Any] | None,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    parent: SpanRef,
+    key: tuple[Any, str] | None = None,
+) -> Any:
+    """A pool task's call inside its span, under ``parent`` (where it was submitted); with
+    ``key`` (the task's function and traceparent), later tasks alike find its plan."""
+    plan = None
+    if carrier is not None and parent.sampled:
+        plan = _plan(target, spec, carrier, parent)
+    if plan is None:
+        return _run.run_call(target, spec, carrier, args, kwargs, parent=parent)
+    if key is not None:
+        if len(_plans) >= _MAX_PLANS:
+            _plans.clear()
+        _plans[key] = plan
+    return run(plan, args, kwargs)
+
+
+def run(plan: _Plan, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+    """One call of the plan's function, in its span."""
+    parent = plan.parent
+    span = _span.Span(plan.name, parent.trace_id, parent.span_id, {}, announce=False, shared=True)
+    shown_args: list[str] | None = None
+    shown_kwargs: dict[str, str] = {}
+    if plan.record_args:
+        shown_args, shown_kwargs = _args.describe(
+            plan.target, args, kwargs, limit=plan.limit, extra=plan.extra
+        )
+    cpu = time.thread_time()  # this thread's: other threads' work is not the call's
+    state = _span.enter(span)
+    try:
+        result = plan.target(*args, **kwargs)
+    except BaseException as exc:
+        _span.leave(span, state)
+        cpu = round(time.thread_time() - cpu, 6)
+        status, message = _run.failed_status(span, exc)
+        _end(span, plan, shown_args, shown_kwargs, status, message, cpu)
+        raise
+    _span.leave(span, state)
+    cpu = round(time.thread_time() - cpu, 6)
+    if span.events or span.attributes:  # log events, or a count of those dropped
+        _end(span, plan, shown_args, shown_kwargs, _span.STATUS_UNSET, "", cpu)
+        return result
+    _wire.send_encoded(
+        plan.encoder.encode(
+            span.span_id, span.start_ns, time.time_ns(), shown_args, shown_kwargs, cpu
+        )
+    )
+    return result
+
+
+def _end(
+    span: _span.Span,
+    plan: _Plan,
+    shown_args: list[str] | None,
+    shown_kwargs: dict[str, str],
+    status: int,
+    message: str,
+    cpu: float,
+) -> None:
+    """End a call's span the general way, with the attributes the encoder would have written."""
+    attributes = dict(plan.attrs)
+    if shown_args is not None:
+        attributes[names.ARGS] = shown_args
+    for name, value in shown_kwargs.items():
+        attributes[names.KWARGS_PREFIX + name] = value
+    span.attributes = {**attributes, **span.attributes}
+    span.end(status, message, {names.TASK_CPU: cpu})
+
+
+def _plan(
+    target: Callable[..., Any], spec: TraceSpec, carrier: dict[str, Any], parent: SpanRef
+) -> _Plan | None:
+    settings = _run.carrier_settings(carrier)
+    if settings.disabled:
+        return None
+    import multiprocessing
+
+    from .._otlp.protobuf import TaskSpans  # only in processes that run pool tasks
+
+    address = carrier["socket"]
+    if _wire.address() != address:  # a spawn worker whose own target is not traced
+        _wire.set_address(address)
+    follow_program(settings, child=True)
+    process = _run.process_attributes(multiprocessing.current_process(), carrier)
+    _wire.set_defaults(process)  # for the calls that end the general way
+    attrs = {names.FUNCTION: function_name(target)}
+    name = span_name(target, spec)
+    encoder = TaskSpans(parent.trace_id, parent.span_id, name, {**process, **attrs})
+    return _Plan(
+        target, name, parent, attrs, encoder, address, spec.record_args, settings.max_repr,
+        spec.redact + settings.redact,
+    )
