@@ -19,11 +19,12 @@ from collections.abc import Callable
 from typing import Any
 
 from .._core import records
-from .._core.records import Finished, SpanData
+from .._core.records import ENCODED_END, ENCODED_START, Finished, SpanData
 from .._otlp import encoded as _encoded
 from . import fates as _fates
 
 BURST_PAUSE = 0.002
+_ENCODED_HEX, _ENCODED_TAIL = len(ENCODED_START), len(ENCODED_END)
 # The longest line a process may send (a record): a process span with 128 log events of
 # the longest reprs is far below; more is dropped, so one bad peer cannot exhaust memory.
 MAX_LINE = 16 << 20
@@ -167,8 +168,19 @@ class Collector:
             lines = lines[1:]
             conn.skipping = False
         for line in lines:
-            self._handle(conn, line)
+            if line.startswith(ENCODED_START) and line.endswith(ENCODED_END):  # a pool task
+                self._encoded(line[_ENCODED_HEX:-_ENCODED_TAIL])
+            else:
+                self._handle(conn, line)
         return True
+
+    def _encoded(self, text: str | bytes) -> None:
+        """An ``EncodedRecord``'s span, from its hex."""
+        encoded = _encoded.check(text)
+        if encoded is None:
+            self.malformed += 1
+        else:
+            self._emit(encoded)
 
     def _handle(self, conn: _Connection, line: bytes) -> None:
         """One line from a connection: checked by the record protocol, then acted on."""
@@ -204,11 +216,7 @@ class Collector:
                 data["attrs"] = {**conn.defaults, **record["attrs"]}
             self._emit(data)
         elif record["k"] == "pb":
-            encoded = _encoded.check(record["b"])
-            if encoded is None:
-                self.malformed += 1
-            else:
-                self._emit(encoded)
+            self._encoded(record["b"])
         elif record["k"] == "defaults":
             conn.defaults = dict(record["attrs"])
         elif record["k"] == "expect":

@@ -19,7 +19,7 @@ from .._core import ids as _ids
 from .._core import names
 from .._core import redact as _args
 from .._core.ids import SpanRef
-from .._core.spec import TraceSpec, function_name, span_name
+from .._core.spec import TraceSpec, function_name, span_name, takes_self
 from . import run as _run
 from . import span as _span
 from . import wire as _wire
@@ -34,7 +34,7 @@ class _Plan:
 
     __slots__ = (
         "address", "attrs", "encoder", "extra", "limit", "name", "parent", "pid", "record_args",
-        "target",
+        "secret", "skip_self", "target",
     )
 
     def __init__(
@@ -58,6 +58,8 @@ class _Plan:
         self.record_args = record_args
         self.limit = limit
         self.extra = extra
+        self.secret = _args.secret_positions(target, extra)
+        self.skip_self = takes_self(target)
         self.pid = _ids.pid()
 
 
@@ -105,8 +107,8 @@ def run(plan: _Plan, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
     shown_args: list[str] | None = None
     shown_kwargs: dict[str, str] = {}
     if plan.record_args:
-        shown_args, shown_kwargs = _args.describe(
-            plan.target, args, kwargs, limit=plan.limit, extra=plan.extra
+        shown_args, shown_kwargs = _args.describe_as(
+            plan.secret, plan.skip_self, args, kwargs, plan.limit, plan.extra
         )
     cpu = time.thread_time()  # this thread's: other threads' work is not the call's
     state = _span.enter(span)

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from .._core.records import ENCODED_END, ENCODED_START
+
 # One encoder for every record: json.dumps() with options builds a new one each call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 _lock = threading.RLock()
@@ -138,7 +140,7 @@ def send_report(kind: str, span_id: str, value: int, pid: int | None) -> bool:
 
 def send_encoded(span: bytes) -> bool:
     """An ``EncodedRecord``: a finished span already written as an OTLP ``Span`` message."""
-    line = b'{"k":"pb","b":"%s"}\n' % span.hex().encode()
+    line = b"%s%s%s\n" % (ENCODED_START, span.hex().encode(), ENCODED_END)
     with _lock:
         return _send(line)
 

@@ -76,6 +76,13 @@ class EncodedRecord(TypedDict):
     b: str
 
 
+# An EncodedRecord as processes write it is this, the hex, and ENCODED_END: the collector
+# takes the hex straight out of a line of that form (one per pool task) without the JSON
+# decoder, and parses any other form of it like every record.
+ENCODED_START = b'{"k":"pb","b":"'
+ENCODED_END = b'"}'
+
+
 class DefaultsRecord(TypedDict):
     """Attributes shared by this connection's ``span`` records that carry ``d``."""
 

@@ -374,17 +374,20 @@ def _shown(value: object, limit: int, extra: tuple[str, ...]) -> str:
 
 
 def describe(
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: Mapping[str, Any],
-    *,
-    limit: int,
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any], *, limit: int,
     extra: tuple[str, ...] = (),
 ) -> tuple[list[str], dict[str, str]]:
     """Reprs of the positional and keyword arguments, redacted and truncated; a method's
     ``self`` (or ``cls``) is not an argument the caller passed, so it is left out."""
-    secret = secret_positions(fn, extra)
-    first = 1 if args and takes_self(fn) else 0
+    return describe_as(secret_positions(fn, extra), takes_self(fn), args, kwargs, limit, extra)
+
+
+def describe_as(
+    secret: tuple[bool, ...], skip_self: bool, args: tuple[Any, ...], kwargs: Mapping[str, Any],
+    limit: int, extra: tuple[str, ...],
+) -> tuple[list[str], dict[str, str]]:
+    """``describe()`` given the function's secret positions and whether it takes ``self``."""
+    first = 1 if args and skip_self else 0
     shown_args = [
         REDACTED if i < len(secret) and secret[i] else _shown(args[i], limit, extra)
         for i in range(first, len(args))

@@ -12,6 +12,7 @@ application's own SDK provider take the span decoded back into a record.
 
 from __future__ import annotations
 
+import binascii
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,13 +30,13 @@ def _message_type() -> Any:
     return _Span
 
 
-def check(text: str) -> EncodedSpan | None:
+def check(text: str | bytes) -> EncodedSpan | None:
     """A ``pb`` record's payload (hex) as the span it holds; None when it is not a whole ``Span``
     message with a trace id, a span id and a name."""
     try:
-        data = bytes.fromhex(text)
+        data = binascii.unhexlify(text)
         span = _message_type().FromString(data)
-    except Exception:  # ValueError, protobuf's DecodeError: not a span
+    except Exception:  # binascii.Error, protobuf's DecodeError: not a span
         return None
     if len(span.trace_id) != 16 or len(span.span_id) != 8 or not span.name:
         return None
