@@ -122,6 +122,9 @@ def call(
     return _run.run_call(target, spec, None, args, kwargs, parent, settings=runtime.settings)
 
 
+registry.set_traced_call(call)
+
+
 async def call_async(
     target: Callable[..., Any], spec: TraceSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]
 ) -> Any:
