@@ -38,6 +38,7 @@ RETRIES = "proctrace.dask.retries"  # the retries allowed (submit(..., retries=n
 THREAD_ID = "thread.id"
 THREAD_NAME = "thread.name"
 HOST = "host.name"
+FUSED = "proctrace.dask.fused"  # the tasks a fused task runs (Dask fuses chains of them)
 
 # A worker started elsewhere: its run's settings (``dask.setup_worker()``).
 _standalone: Any = None
@@ -170,6 +171,12 @@ class _Call:
             target = getattr(target, "__wrapped__", target)  # the @traced wrapper's function
         carrier, settings = self.where
         extra = self._attributes()
+        if spec is PLAIN and _is_dask_own(target):
+            # Dask's own function around the work (a fused subgraph, a bag's map_chunk, an
+            # array's blockwise call): the span is named as Dask names the task, after its key.
+            spec = TraceSpec(name=task_name(self.key), record_args=False)
+            if getattr(target, "__name__", "") == "_execute_subgraph" and args:
+                extra[FUSED] = fused_names(args[0])
         span_id = links = None
         run, previous = self.runs
         if type(run) is int:
@@ -211,6 +218,26 @@ class _Call:
         if isinstance(self.retries, int) and self.retries > 0:
             attributes[RETRIES] = self.retries
         return attributes
+
+
+def _is_dask_own(fn: Any) -> bool:
+    module = str(getattr(fn, "__module__", None) or "")
+    return module.split(".")[0] in ("dask", "distributed")
+
+
+def task_name(key: Any) -> str:
+    """A task's name as Dask shows it: its key without the token (``inc-3f2a...`` is
+    ``inc``; a bag's or an array's chunk, ``('inc-3f2a...', 0)``, too)."""
+    from dask.utils import key_split  # on a worker: Dask is loaded
+
+    return str(key_split(key))
+
+
+def fused_names(inner: Any) -> list[str]:
+    """The names of the tasks a fused subgraph runs, in its order, each once."""
+    if not isinstance(inner, dict):
+        return []
+    return list(dict.fromkeys(task_name(key) for key in inner))
 
 
 def run_span_id(trace_id: str, scheduler: str, key: str, run_id: int) -> str:

@@ -26,7 +26,7 @@ TASK_NAMES = ("inc", "boom", "die")
 
 LOCAL = """
 import os, signal, sys
-import dask
+import dask, dask.bag
 from distributed import Client, LocalCluster
 from opentelemetry import trace
 
@@ -38,6 +38,9 @@ def inc(x, secret=None):
 
 def boom(x):
     raise ValueError(x)
+
+def double(x):
+    return 2 * x
 
 def die(x):
     if not os.path.exists(MARK):  # the first attempt: its worker is killed mid-task
@@ -53,6 +56,8 @@ if __name__ == "__main__":
             assert client.submit(inc, 1, secret="hunter2").result() == 2
             assert client.gather(client.map(inc, [10, 20])) == [11, 21]
             assert dask.compute(dask.delayed(inc)(dask.delayed(inc)(100)))[0] == 102
+            chain = dask.bag.from_sequence([1, 2, 3, 4], npartitions=2).map(double)
+            assert chain.sum().compute() == 20  # Dask fuses each partition's chain
             with client.get_executor() as executor:
                 assert executor.submit(inc, 5).result() == 6
             try:
@@ -114,6 +119,26 @@ def test_local_cluster_tasks_nest_under_the_submitting_span(local_run) -> None:
     }
     submitted = next(t for t in tasks if list(t.attributes["proctrace.args"]) == ["1"])
     assert submitted.attributes["proctrace.kwargs.secret"] != "'hunter2'"  # redacted
+
+
+def test_a_fused_task_is_named_as_dask_names_it(local_run) -> None:
+    """Under ``proctrace run`` every task is traced, also those whose function is Dask's own
+    (a bag's map_chunk, a fused chain's _execute_subgraph): their spans are named after the
+    task's key, as Dask's dashboard names them, and list the tasks fused into them; Dask's
+    internal arguments are not recorded."""
+    spans, _ = local_run
+    caller = next(s for s in spans if s.name == "caller")
+    names = {s.name for s in spans}
+    assert not names & {"_execute_subgraph", "map_chunk"}, names
+    fused = [s for s in spans if "proctrace.dask.fused" in s.attributes]
+    assert len(fused) >= 2, names  # one per partition at least
+    for span in fused:
+        assert span.parent_span_id == caller.span_id
+        assert span.name in span.attributes["proctrace.dask.fused"]
+        assert span.attributes["proctrace.dask.key"].lstrip("('").startswith(span.name + "-")
+        assert "proctrace.args" not in span.attributes
+    chains = [s for s in fused if "double" in s.attributes["proctrace.dask.fused"]]
+    assert len(chains) == 2, [s.attributes["proctrace.dask.fused"] for s in fused]
 
 
 def test_local_cluster_failure_and_retries(local_run) -> None:
