@@ -87,16 +87,19 @@ def run_task(
     key: tuple[Any, str] | None = None,
 ) -> Any:
     """A pool task's call inside its span, under ``parent`` (where it was submitted); with
-    ``key`` (the task's function and traceparent), later tasks alike find its plan."""
-    plan = None
-    if carrier is not None and parent.sampled:
-        plan = _plan(target, spec, carrier, parent)
-    if plan is None:
+    ``key`` (what the task carries: its function, or the function a partial or a method
+    reaches, and its traceparent), later tasks alike find its plan."""
+    if carrier is None or not parent.sampled:
         return _run.run_call(target, spec, carrier, args, kwargs, parent=parent)
-    if key is not None:
-        if len(_plans) >= _MAX_PLANS:
-            _plans.clear()
-        _plans[key] = plan
+    plan = find(*key) if key is not None else None
+    if plan is None or plan.target is not target:
+        plan = _plan(target, spec, carrier, parent)
+        if plan is None:
+            return _run.run_call(target, spec, carrier, args, kwargs, parent=parent)
+        if key is not None:
+            if len(_plans) >= _MAX_PLANS:
+                _plans.clear()
+            _plans[key] = plan
     return run(plan, args, kwargs)
 
 

@@ -110,11 +110,10 @@ class Task:
             with _span.activate(_span.Parent(*ids)):
                 return self.fn(*args, **kwargs)
         target = self.fn
-        key = None
-        if type(target) is FunctionType:  # its later tasks can go straight to the call
-            key = (target, self.traceparent)
-        else:  # a partial, a method, an instance: see through, each time
+        plain = type(target) is FunctionType  # its later tasks go straight to the call
+        if not plain:  # a partial, a method, an instance: see through, each time
             target, args, kwargs = resolve(target, args, kwargs)
+        key = (target, self.traceparent)
         if isinstance(getattr(target, "__proctrace__", None), TraceSpec):
             target = getattr(target, "__wrapped__", target)  # the @traced wrapper's function
         carrier = _run.carrier_of(multiprocessing.current_process())

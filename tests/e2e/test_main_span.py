@@ -168,6 +168,64 @@ def test_inject_and_extract_carry_the_trace_across_a_queue(run_script, receiver,
     assert f"main trace {main.trace_id}" in run.stdout
 
 
+CELERY_LIKE = """
+import json, multiprocessing, os, subprocess, sys
+from opentelemetry import propagate
+from proctrace import traced
+
+CONSUMER = '''
+import json, sys
+from opentelemetry import context, propagate
+from proctrace import traced
+
+@traced
+def handle(job):
+    pass
+
+if __name__ == "__main__":
+    headers = json.loads(sys.argv[1])
+    token = context.attach(propagate.extract(headers))  # the instrumentation, in the worker
+    try:
+        handle("job-1")
+    finally:
+        context.detach(token)
+'''
+
+@traced
+def publish(q):
+    headers = {}
+    propagate.inject(headers)  # what opentelemetry-instrumentation-celery does on apply_async
+    q.put(headers)
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(sys.argv[1])
+    q = ctx.Queue()
+    p = ctx.Process(target=publish, args=(q,))
+    p.start(); headers = q.get(); p.join()
+    with open("consumer.py", "w") as f:
+        f.write(CONSUMER)
+    env = {k: v for k, v in os.environ.items() if k != "TRACEPARENT"}  # another machine's
+    subprocess.run([sys.executable, "-m", "proctrace", "run", "consumer.py", json.dumps(headers)],
+                   env=env, check=True)
+"""
+
+
+def test_opentelemetry_propagators_carry_proctrace_spans_as_task_headers_do(
+    run_script, receiver, method
+):
+    """What opentelemetry-instrumentation-celery does with task headers, done by hand with the
+    same OpenTelemetry calls: ``propagate.inject`` in a traced child gives that child's span
+    (proctrace's current span is OpenTelemetry's current span once the API is loaded), and a
+    worker program that attaches ``propagate.extract(headers)`` runs its traced call under it,
+    in the same trace."""
+    run = run_script(CELERY_LIKE, method, env=receiver.env())
+    assert run.returncode == 0, run.stderr
+    spans = by_name(settle(receiver, 3))
+    publish, handle = spans["publish"][0], spans["handle"][0]
+    assert handle.parent_span_id == publish.span_id
+    assert handle.trace_id == publish.trace_id
+
+
 SUBPROCESS = """
 import multiprocessing, os, subprocess, sys
 from proctrace import traced

@@ -199,3 +199,59 @@ def test_recycled_and_terminated_workers_lose_no_finished_task(run_script, recei
     assert recycled_pids <= set(workers)  # every worker that ran a task has its span
     for worker in workers.values():
         assert worker.status_code == "UNSET"  # stopped by its pool: not a failure
+
+
+SHAPES = """
+import functools, multiprocessing, sys
+from proctrace import traced
+
+@traced
+def scale(x, factor, api_key=None):
+    return x * factor
+
+class Meter:
+    def __init__(self, unit):
+        self.unit = unit
+
+    @traced
+    def read(self, x):
+        return f"{x}{self.unit}"
+
+@traced
+def plain(x):
+    return x + 1
+
+if __name__ == "__main__":
+    with multiprocessing.get_context(sys.argv[1]).Pool(2) as pool:
+        print(pool.map(functools.partial(scale, factor=3, api_key="k-123456"), range(6)))
+        print(pool.map(Meter("cm").read, range(6)))
+        print(pool.map(plain, range(6)), flush=True)
+"""
+
+
+def test_task_spans_of_partials_methods_and_functions_alike(run_script, receiver, method):
+    """Tasks of a partial, of a bound method and of a function, six each: every one a span
+    with its own arguments as the call sees them (a partial's merged in, a method's self left
+    out, secrets redacted), also once the worker reuses what it worked out for the first."""
+    run = run_script(SHAPES, method, env=receiver.env())
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        str([x * 3 for x in range(6)]), str([f"{x}cm" for x in range(6)]), str(list(range(1, 7)))
+    ]
+    spans = by_name(settle(receiver, 18 + 3))
+    scaled = sorted(spans["scale"], key=lambda s: s.attributes["proctrace.args"][0])
+    assert [list(s.attributes["proctrace.args"]) for s in scaled] == [[str(x)] for x in range(6)]
+    for span in scaled:
+        assert span.attributes["proctrace.kwargs.factor"] == "3"
+        assert span.attributes["proctrace.kwargs.api_key"] == "[REDACTED]"
+    reads = spans["Meter.read"]
+    assert sorted(list(s.attributes["proctrace.args"]) for s in reads) == [
+        [str(x)] for x in range(6)
+    ]
+    assert sorted(s.attributes["proctrace.args"][0] for s in spans["plain"]) == list(
+        map(str, range(6))
+    )
+    workers = {s.span_id for s in spans["multiprocessing.pool.worker"]}
+    for span in scaled + reads + spans["plain"]:
+        assert span.parent_span_id not in workers  # under the program's span, as submitted
+        assert "proctrace.task.cpu_s" in span.attributes
