@@ -71,7 +71,10 @@ _MAX_PLANS = 256
 def find(fn: Any, traceparent: str) -> _Plan | None:
     """The plan of tasks of ``fn`` submitted under ``traceparent`` in this process, if one
     was made (``run_task``) and still holds."""
-    plan = _plans.get((fn, traceparent))
+    try:
+        plan = _plans.get((fn, traceparent))
+    except TypeError:  # a callable instance whose class has __eq__ without __hash__
+        return None
     if plan is None or plan.pid != _ids.pid() or _wire.address() != plan.address:
         return None
     return plan

@@ -92,9 +92,10 @@ class Task:
         self.traceparent = traceparent
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        plan = _tasks.find(self.fn, self.traceparent)
-        if plan is not None:  # an earlier task alike in this worker worked it all out
-            return _tasks.run(plan, args, kwargs)
+        if type(self.fn) is FunctionType:
+            plan = _tasks.find(self.fn, self.traceparent)
+            if plan is not None:  # an earlier task alike in this worker worked it all out
+                return _tasks.run(plan, args, kwargs)
         ids = _parents.get(self.traceparent)
         if ids is None:
             ids = parse_traceparent(self.traceparent)
@@ -110,9 +111,8 @@ class Task:
             with _span.activate(_span.Parent(*ids)):
                 return self.fn(*args, **kwargs)
         target = self.fn
-        plain = type(target) is FunctionType  # its later tasks go straight to the call
-        if not plain:  # a partial, a method, an instance: see through, each time
-            target, args, kwargs = resolve(target, args, kwargs)
+        if type(target) is not FunctionType:  # a partial, a method, an instance: see through
+            target, args, kwargs = resolve(target, args, kwargs)  # (each time: its own args)
         key = (target, self.traceparent)
         if isinstance(getattr(target, "__proctrace__", None), TraceSpec):
             target = getattr(target, "__wrapped__", target)  # the @traced wrapper's function

@@ -343,10 +343,10 @@ if __name__ == "__main__":
 """
 
 
-def test_pool_task_spans_reach_the_application_provider_whole(run_script, method):
+def test_pool_task_spans_reach_the_application_provider_whole(run_script):
     """Pool task spans travel encoded as OTLP from their worker; the application's own provider
     (in the main process) still gets each as an SDK span with every attribute."""
-    run = run_script(POOL_OWN_PROVIDER, method)
+    run = run_script(POOL_OWN_PROVIDER, "spawn")
     assert run.returncode == 0, run.stderr
     tasks = [line for line in run.stdout.splitlines() if line.startswith("task ")]
     assert len(tasks) == 20, run.stdout

@@ -255,3 +255,33 @@ def test_task_spans_of_partials_methods_and_functions_alike(run_script, receiver
     for span in scaled + reads + spans["plain"]:
         assert span.parent_span_id not in workers  # under the program's span, as submitted
         assert "proctrace.task.cpu_s" in span.attributes
+
+
+UNHASHABLE = """
+import dataclasses, multiprocessing, sys
+import proctrace
+
+proctrace.instrument()
+
+@dataclasses.dataclass  # eq=True: instances are not hashable
+class Scale:
+    factor: int
+
+    def __call__(self, x):
+        return x * self.factor
+
+if __name__ == "__main__":
+    with multiprocessing.get_context(sys.argv[1]).Pool(2) as pool:
+        print(pool.map(Scale(3), range(5)), flush=True)
+"""
+
+
+def test_a_callable_instance_that_cannot_be_hashed_is_a_task_like_any(run_script, receiver):
+    """Under ``instrument()`` every task is traced, also a call of an instance whose class
+    compares by value and so cannot be hashed: it runs, and its span is named after the
+    class's ``__call__``."""
+    run = run_script(UNHASHABLE, "fork", env=receiver.env())
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[0, 3, 6, 9, 12]"
+    spans = by_name(settle(receiver, 5 + 3))
+    assert len(spans["Scale.__call__"]) == 5, list(spans)
