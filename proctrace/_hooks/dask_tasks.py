@@ -25,6 +25,7 @@ from .._child import span as _span
 from .._core.ids import SpanRef, parse_traceparent
 from .._core.spec import PLAIN, TraceSpec, resolve, spec_of
 from . import registry
+from .targets import StandIn
 
 ANNOTATION = "proctrace"  # the Dask annotation: "*" (every task) or "@" (@traced), traceparent
 KEY = "proctrace.dask.key"
@@ -59,23 +60,11 @@ def standalone() -> Any:
 _CO_COROUTINE = 0x80
 
 
-class Portable:
+class Portable(StandIn):
     """A ``@traced`` function as Dask sends it to a worker: called, it is the wrapper's call
     (``registry.traced_call()``); pickled, it is the function it wraps and its ``TraceSpec``."""
 
-    __slots__ = ("spec", "target")
-
-    def __init__(self, target: Any, spec: TraceSpec) -> None:
-        self.target = target
-        self.spec = spec
-
-    @property
-    def __proctrace__(self) -> TraceSpec:
-        return self.spec
-
-    @property
-    def __wrapped__(self) -> Any:
-        return self.target
+    __slots__ = ()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return registry.traced_call()(self.target, self.spec, args, kwargs)

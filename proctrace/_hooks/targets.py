@@ -24,8 +24,9 @@ from .._core.spec import PLAIN, TraceSpec, resolve, spec_of
 from . import registry
 
 
-class ProcessTarget:
-    """Runs an undecorated target as a traced process target."""
+class StandIn:
+    """A function and its ``TraceSpec`` in one picklable object, seen by ``spec_of`` and
+    ``__wrapped__`` as a ``@traced`` function is."""
 
     __slots__ = ("spec", "target")
 
@@ -40,6 +41,12 @@ class ProcessTarget:
     @property
     def __wrapped__(self) -> Callable[..., Any]:
         return self.target
+
+
+class ProcessTarget(StandIn):
+    """Runs an undecorated target as a traced process target."""
+
+    __slots__ = ()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         proc = multiprocessing.current_process()
