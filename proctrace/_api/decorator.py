@@ -102,7 +102,7 @@ def call(
     carrier = _run.carrier_of(proc)
     if _run.is_process_target(proc, carrier):
         assert carrier is not None
-        if carrier.get("instrument"):
+        if carrier.get("instrument") and not registry.instrumenting():
             registry.enable_instrument()  # grandchildren and pool tasks of this child too
         return _run.run_process(target, spec, carrier, args, kwargs)
     if carrier is not None:

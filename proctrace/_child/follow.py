@@ -3,7 +3,9 @@ stdlib ``logging`` records, routed through the run once it loads either."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from typing import Any
 
 from .._core import config as _config
 from .._core import ids as _ids
@@ -28,25 +30,35 @@ def follow_program(
     key = (_ids.pid(), id(settings))
     if _followed == key:
         return
+    if child and _program and _program[0] == settings:
+        # A fork child of a process that followed the program with these settings: the
+        # hooks it put in place are this process's too; only the API needs telling, now
+        # if it is loaded, else when it is (the settings are the same: logging is set).
+        _followed = key
+        _program[1:] = [None, True]
+        if "opentelemetry.trace" in sys.modules:
+            _provide()
+        return
     _followed = key
-    _program[:] = [settings]
-
-    def provide() -> None:
-        from . import otel
-
-        otel.provide(settings, start_run, child=child)
-
-    _span.when_api_loaded("provider", provide)
+    _program[:] = [settings, start_run, child]
+    _span.when_api_loaded("provider", _provide)
     _onimport.when_imported("logging", _log_records)
 
 
-# The settings follow_program() last ran with: an import hook registered earlier (one per
-# module) reads them when it fires.
-_program: list[_config.Settings] = []
+# [settings, start_run, child]: what follow_program() last ran with. The hooks it registered
+# (one per module) read them when they fire.
+_program: list[Any] = []
+
+
+def _provide() -> None:
+    from . import otel
+
+    settings, start_run, child = _program
+    otel.provide(settings, start_run, child=child)
 
 
 def _log_records(module: object) -> None:
     from . import stdlog
 
-    settings = _program[-1]
+    settings = _program[0]
     stdlog.install(settings.service_name, settings.log_events, settings.max_repr)

@@ -1,18 +1,24 @@
-"""A fork child's start, done by its starter just before the fork.
+"""A fork child's start and end, worked out by its starter before the fork.
 
-Everything a fork child computes when its target starts is known where it is
-started, except its pid and the times: the span's attributes, the described
-arguments, the log lines. So the starter does that work once, before
-``fork()``, and the child inherits the result. The starter also opens the
-child's connection to the collector and sends the span's start record on it;
-the child inherits that connection too, and keeps it open for as long as it
-lives (its end is the collector's sign that the process ended, as for any
-child). The child then only fills in what it alone knows.
+Everything a fork child's span and lines hold is known where it is started,
+except the child's pid and the times. So the starter does that work before
+``fork()`` and the child only fills in what it alone knows:
 
-This is the cost that matters under fork: every object a child touches sits
-on a page of its parent's memory, and the first write to that page (a
-reference count will do) copies it. Doing the work in the starter leaves the
-child fewer pages to copy, and no connect and no start record to send.
+- the starter opens the child's connection to the collector and sends the span's start
+  record on it; the child inherits the connection and keeps it open for as long as it
+  lives (its end is the collector's sign that the process ended, as for any child);
+- the two lifecycle lines and the end record are left as templates (``bytes %`` formats
+  with the pid and the times as holes), so a child whose target returns writes each with
+  one format and one write, without the json module.
+
+Why: after ``fork()`` every page of the starter is shared with the child, and the first
+write to one (a reference count will do) copies it, in whichever process writes first.
+A page fault costs about 3 µs here, as much as ten system calls, and a bare fork child
+takes only ~500 of them. Every object the child touches counts, and so does every object
+the starter touches while the child lives. Work done in the starter before the fork
+costs least (the previous child is gone: a fault there reuses the page), and the starter
+prepares what all children of one function started from one span share only once
+(a ``_Plan``).
 """
 
 from __future__ import annotations
@@ -30,17 +36,20 @@ from .._core import config as _config
 from .._core import ids as _ids
 from .._core import names
 from .._core import redact as _args
-from .._core.ids import parse_traceparent
-from .._core.spec import TraceSpec, function_name, span_name
+from .._core.ids import SpanRef, parse_traceparent
+from .._core.spec import TraceSpec, function_name, span_name, takes_self
 from . import logs as _logs
 from . import span as _span
 from . import wire as _wire
 
 KEY = "fork"  # the carrier key of a Prepared (fork only: a fork carrier is never pickled)
-_MARK = "\x00{}\x00"
-# The gaps, as json.dumps writes a mark; only these names (a process named "\x00x\x00" is
-# just a name).
-_MARKS = re.compile(r'"\\u0000(pid|duration_ms|exit_code|timestamp)\\u0000"')
+# A hole in a template, as a JSON string holds it: no value a program passes is one, since
+# every value is filled in through a hole itself, never written into the template.
+_HOLE = "\x00\x01{}\x01\x00"
+_HOLE_TEXT = "\x00\x01"
+_HOLES = re.compile(rb'"\\u0000\\u0001([a-z_0-9]+)\\u0001\\u0000"')
+# The holes the child fills (the rest are the starter's, per child).
+_CHILD_HOLES = frozenset({"pid", "ts", "dur", "t1", "t2", "end", "cu", "cs", "vcs", "ics", "rss"})
 # The connections prepared and not yet let go of, by the thread that prepared them: a fork
 # child closes those of other threads' children, or it would hold them open (the collector
 # reads a connection's end as its process's end).
@@ -48,6 +57,8 @@ _in_flight: dict[int, socket.socket] = {}
 
 
 def _after_fork_in_child() -> None:
+    if not _in_flight:
+        return
     mine = threading.get_ident()
     for thread, sock in list(_in_flight.items()):
         if thread != mine:
@@ -61,86 +72,255 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-class Line:
-    """A lifecycle log line rendered up to the values only the child knows (its pid, the
-    duration, the exit code, the timestamp), and the span event it makes."""
+def _hole(name: str) -> str:
+    return _HOLE.format(name)
 
-    __slots__ = ("event", "parts", "span_attrs")
+
+def template(text: str, expected: frozenset[str]) -> bytes | None:
+    """JSON ``text`` with holes as a ``bytes %`` format in two steps: the starter's holes
+    become ``%(name)s`` and the child's ``%%(name)s`` (so the starter's format leaves them for
+    the child's); None if the holes found are not ``expected``."""
+    data = text.encode("ascii").replace(b"%", b"%%%%")
+    found: list[str] = []
+
+    def fill(match: re.Match[bytes]) -> bytes:
+        name = match.group(1)
+        found.append(name.decode())
+        return (b"%%(" if name.decode() in _CHILD_HOLES else b"%(") + name + b")s"
+
+    result = _HOLES.sub(fill, data)
+    return result if set(found) == expected else None
+
+
+def one_step(text: str, expected: frozenset[str]) -> bytes | None:
+    """``template()`` for a format the starter alone fills."""
+    data = text.encode("ascii").replace(b"%", b"%%")
+    found: list[str] = []
+
+    def fill(match: re.Match[bytes]) -> bytes:
+        found.append(match.group(1).decode())
+        return b"%(" + match.group(1) + b")s"
+
+    result = _HOLES.sub(fill, data)
+    return result if set(found) == expected else None
+
+
+_dumps_compact = json.JSONEncoder(separators=(",", ":"), default=str).encode
+_dumps_line = json.JSONEncoder(default=repr).encode
+
+
+class _Plan:
+    """What the fork children of one function, started under one span, share."""
+
+    __slots__ = (
+        "event_limit", "extra", "finished", "fn", "function", "limit", "name", "parent",
+        "json_lines", "record_args", "secret", "settings", "skip_self", "start", "started",
+        "end", "key",
+    )
 
     def __init__(
         self,
-        level: str,
-        event: str,
-        keys: dict[str, Any],
-        process_keys: dict[str, Any],
-        ids: tuple[str, str],
+        key: tuple[Any, ...],
+        fn: Callable[..., Any],
+        spec: TraceSpec,
+        parent: SpanRef,
         settings: _config.Settings,
+        starter_pid: int,
+        quiet_term: bool,
+        lines: bool,
+        json_lines: bool,
     ) -> None:
-        self.event = event
-        items = [*keys.items(), *process_keys.items()]
-        self.span_attrs = (
-            _logs.event_attributes(items, level, settings.max_repr)
-            if settings.log_events
-            else None
-        )
-        self.parts: list[str] | None = None
-        if not settings.quiet:
-            # The dict _render() would build, in its order, with marks for the gaps.
-            event_dict = {**keys, "event": event, **process_keys}
-            event_dict["trace_id"], event_dict["span_id"] = ids
-            event_dict["level"] = level
-            event_dict["timestamp"] = _MARK.format("timestamp")
-            self.parts = _MARKS.split(json.dumps(event_dict, default=repr))
+        self.key = key
+        self.json_lines = json_lines
+        self.fn = fn
+        self.parent = parent
+        self.settings = settings
+        self.function = function_name(fn)
+        self.name = span_name(fn, spec)
+        self.record_args = spec.record_args
+        self.limit = settings.max_repr
+        self.extra = spec.redact + settings.redact
+        self.secret = _args.secret_positions(fn, self.extra) if spec.record_args else ()
+        self.skip_self = takes_self(fn) if spec.record_args else False
+        ppid = _ids.pid()
+        attrs: dict[str, Any] = {
+            names.PARENT_PID: ppid,
+            names.PROCESS_NAME: _hole("pname"),
+            names.START_METHOD: "fork",
+            names.STARTER_PID: starter_pid,
+            names.FUNCTION: self.function,
+        }
+        holes = {"span", "start", "pname"}
+        if spec.record_args:
+            attrs[names.ARGS] = _hole("args_w")
+            holes.add("args_w")
+        start = {
+            "k": "start",
+            "trace": parent.trace_id,
+            "span": _hole("span"),
+            "parent": parent.span_id,
+            "name": self.name,
+            "start": _hole("start"),
+            "p": True,
+            "q": quiet_term,
+            "attrs": attrs,  # last: the keyword arguments' attributes are added at its end
+        }
+        start_format = one_step(_dumps_compact(start)[:-2], frozenset(holes))
+        self.start = None if start_format is None else start_format + b"%(kwargs_w)s}}\n"
+        process_keys = {
+            "process_name": _hole("pname"),
+            "pid": _hole("pid"),
+            "ppid": ppid,
+            "start_method": "fork",
+            "function": self.function,
+        }
+        ids = (parent.trace_id, _hole("span"))
+        self.started = self.finished = None
+        if lines:
+            self.started = _line(
+                "process started",
+                {"args": _hole("args_l"), "kwargs": _hole("kwargs_l")},
+                process_keys,
+                ids,
+                frozenset({"args_l", "kwargs_l", "pname", "pid", "span", "ts"}),
+            )
+            self.finished = _line(
+                "process finished",
+                {"duration_ms": _hole("dur"), "exit_code": 0},
+                process_keys,
+                ids,
+                frozenset({"pname", "pid", "span", "ts", "dur"}),
+            )
+        # The end record of a child whose target returned, with its two lifecycle events.
+        events: list[Any] = []
+        end_holes = {"span", "end", "cu", "cs", "vcs", "ics", "rss", "pid"}
+        if settings.log_events:
+            started_attrs = _logs.event_attributes(
+                [("args", _hole("ev_args")), ("kwargs", _hole("ev_kwargs")),
+                 *process_keys.items()],
+                "info",
+                self.limit,
+            )
+            started_attrs["process_name"] = _hole("ev_pname")
+            finished_attrs = _logs.event_attributes(
+                [("duration_ms", _hole("dur")), ("exit_code", 0), *process_keys.items()],
+                "info",
+                self.limit,
+            )
+            finished_attrs["process_name"] = _hole("ev_pname")
+            events = [
+                ["process started", _hole("t1"), started_attrs],
+                ["process finished", _hole("t2"), finished_attrs],
+            ]
+            end_holes |= {"ev_args", "ev_kwargs", "ev_pname", "t1", "t2", "dur"}
+        end = {
+            "k": "end",
+            "span": _hole("span"),
+            "end": _hole("end"),
+            "status": names.STATUS_UNSET,
+            "message": "",
+            "attrs": {
+                names.EXIT_CODE: 0,
+                names.CPU_USER: _hole("cu"),
+                names.CPU_SYSTEM: _hole("cs"),
+                names.SWITCHES_VOLUNTARY: _hole("vcs"),
+                names.SWITCHES_INVOLUNTARY: _hole("ics"),
+                names.MEMORY_PEAK: _hole("rss"),
+                names.PID: _hole("pid"),
+            },
+            "events": events,
+        }
+        self.end = template(_dumps_compact(end) + "\n", frozenset(end_holes))
 
-    def emit(self, span: _span.Span, values: Mapping[str, int | float]) -> None:
-        """Add the span event and write the line, the gaps filled from ``values``."""
-        if self.span_attrs is not None and span.sampled:
-            if len(span.events) < _logs.MAX_SPAN_EVENTS:
-                attrs = dict(self.span_attrs)
-                attrs.update(values)
-                span.events.append((self.event, time.time_ns(), attrs))
-            else:
-                dropped = span.attributes.get(names.DROPPED_LOG_EVENTS, 0)
-                span.attributes[names.DROPPED_LOG_EVENTS] = dropped + 1
-        parts = self.parts
-        if parts is None:
-            return
-        out = [parts[0]]
-        for i in range(1, len(parts), 2):
-            name = parts[i]
-            if name == "timestamp":
-                out.append(f'"{_logs.timestamp()}"')
-            else:
-                value = values[name]
-                out.append(repr(value) if type(value) is float else str(value))
-            out.append(parts[i + 1])
-        _logs.LineWriter().msg("".join(out))
+
+def _json(text: str) -> str:
+    return _dumps_compact(text)
+
+
+def _line(
+    event: str,
+    keys: dict[str, Any],
+    process_keys: dict[str, Any],
+    ids: tuple[str, str],
+    holes: frozenset[str],
+) -> bytes | None:
+    """A lifecycle line as ``logs._render`` writes it (its keys in that order), with holes."""
+    event_dict = {**keys, "event": event, **process_keys}
+    event_dict["trace_id"], event_dict["span_id"] = ids
+    event_dict["level"] = "info"
+    event_dict["timestamp"] = _hole("ts")
+    return template(_dumps_line(event_dict) + "\n", holes)
+
+
+_plans: dict[tuple[Any, ...], _Plan] = {}
+_MAX_PLANS = 64
+
+
+def _plan_for(
+    fn: Callable[..., Any],
+    spec: TraceSpec,
+    carrier: dict[str, Any],
+    settings: _config.Settings,
+) -> _Plan | None:
+    json_lines = _logs.uses_json(settings.log_format)
+    lines = not settings.quiet and json_lines and _logs.rendered_here(settings.log_format)
+    key = (
+        fn, spec, carrier["traceparent"], id(settings), carrier["starter_pid"],
+        bool(carrier["quiet_term"]), lines, _ids.pid(),
+    )
+    try:
+        plan = _plans.get(key)
+    except TypeError:  # an unhashable callable
+        return None
+    if plan is None or plan.settings is not settings:
+        if _HOLE_TEXT in function_name(fn) + span_name(fn, spec):
+            return None  # a name a hole could be mistaken in: the child does it all itself
+        parent = parse_traceparent(carrier["traceparent"])
+        if parent is None or not parent.sampled:
+            return None
+        plan = _Plan(
+            key, fn, spec, parent, settings, carrier["starter_pid"],
+            bool(carrier["quiet_term"]), lines, json_lines,
+        )
+        if plan.start is None or plan.end is None:
+            return None
+        if len(_plans) >= _MAX_PLANS:
+            _plans.clear()
+        _plans[key] = plan
+    return plan
 
 
 class Prepared:
     """What the starter prepared for one fork child (see the module's docstring)."""
 
-    __slots__ = ("args", "attributes", "finished", "kwargs", "sock", "started")
+    __slots__ = (
+        "args", "end", "finished", "keys", "kwargs", "path", "plan", "sock", "span", "started",
+    )
 
     def __init__(
         self,
+        plan: _Plan,
         sock: socket.socket,
-        attributes: dict[str, Any],
+        path: str,
+        span: _span.Span,
+        keys: dict[str, Any],
+        started: bytes | None,
+        finished: bytes | None,
+        end: bytes,
         args: list[str],
         kwargs: dict[str, str],
-        started: Line | None,
-        finished: Line | None,
     ) -> None:
+        self.plan = plan
+        self.args, self.kwargs = args, kwargs  # described: for the lines of the general end
         self.sock = sock
-        self.attributes = attributes
-        self.args, self.kwargs = args, kwargs
-        self.started = started
-        self.finished = finished
+        self.path = path
+        self.span = span
+        self.keys = keys  # the process keys of its structlog events
+        self.started, self.finished, self.end = started, finished, end
 
-    def described(self) -> tuple[dict[str, Any], list[str], dict[str, str]]:
-        """In the child: the span's attributes (its pid added) and the described arguments."""
-        self.attributes[names.PID] = _ids.pid()
-        return self.attributes, self.args, self.kwargs
+
+def _escaped(value: bytes) -> bytes:
+    return value.replace(b"%", b"%%")
 
 
 def prepare(
@@ -155,70 +335,70 @@ def prepare(
     """In the starter, before the fork: prepare the child's start (``carrier[KEY]``). Left
     out (the child does it all itself) when the span is not sampled or the collector is
     gone."""
-    parent = parse_traceparent(carrier["traceparent"])
-    if settings.disabled or parent is None or not parent.sampled:
+    if settings.disabled:
         return
-    function = function_name(fn)
+    plan = _plan_for(fn, spec, carrier, settings)
+    if plan is None:
+        return
+    span_id: str = carrier["span"]
+    name = str(proc.name)
+    pname = _json(name).encode()
+    start_values = {
+        b"span": span_id.encode(), b"start": b"%d" % carrier["start"], b"pname": pname,
+        b"kwargs_w": b"",
+    }
+    child_values = {b"span": start_values[b"span"], b"pname": _escaped(pname)}
     shown_args: list[str] = []
     shown_kwargs: dict[str, str] = {}
-    attributes: dict[str, Any] = {
-        names.PARENT_PID: _ids.pid(),
-        names.PROCESS_NAME: proc.name,
-        names.START_METHOD: "fork",
-        names.STARTER_PID: carrier["starter_pid"],
-        names.FUNCTION: function,
-    }
-    if spec.record_args:
-        shown_args, shown_kwargs = _args.describe(
-            fn, args, kwargs, limit=settings.max_repr, extra=spec.redact + settings.redact
+    if plan.record_args:
+        shown_args, shown_kwargs = _args.describe_as(
+            plan.secret, plan.skip_self, args, kwargs, plan.limit, plan.extra
         )
-        attributes[names.ARGS] = shown_args
-        for key, value in shown_kwargs.items():
-            attributes[names.KWARGS_PREFIX + key] = value
-    sock = _wire.open_for_child(
-        carrier["socket"],
-        {
-            "k": "start",
-            "trace": parent.trace_id,
-            "span": carrier["span"],
-            "parent": parent.span_id,
-            "name": span_name(fn, spec),
-            "start": carrier["start"],
-            "attrs": attributes,
-            "p": True,
-            "q": bool(carrier["quiet_term"]),
-        },
-    )
+        start_values[b"args_w"] = _dumps_compact(shown_args).encode()
+        start_values[b"kwargs_w"] = b"".join(
+            b',"%s":%s' % (_json(names.KWARGS_PREFIX + k)[1:-1].encode(), _json(v).encode())
+            for k, v in shown_kwargs.items()
+        )
+    assert plan.start is not None and plan.end is not None
+    sock = _wire.open_for_child(carrier["socket"], plan.start % start_values)
     if sock is None:
         return
     _in_flight[threading.get_ident()] = sock
-    started = finished = None
-    if _logs.rendered_here(settings.log_format) and _logs.uses_json(settings.log_format):
-        process_keys = {
-            "process_name": proc.name,
-            "pid": _MARK.format("pid"),
-            "ppid": attributes[names.PARENT_PID],
-            "start_method": "fork",
-            "function": function,
-        }
-        ids = (parent.trace_id, carrier["span"])
-        started = Line(
+    if plan.started is not None:
+        child_values[b"args_l"] = _escaped(_dumps_line(shown_args).encode())
+        child_values[b"kwargs_l"] = _escaped(_dumps_line(shown_kwargs).encode())
+    if plan.settings.log_events:
+        shown = _logs.event_attributes(
+            [("args", shown_args), ("kwargs", shown_kwargs), ("process_name", name)],
             "info",
-            "process started",
-            {"args": shown_args, "kwargs": shown_kwargs},
-            process_keys,
-            ids,
-            settings,
+            plan.limit,
         )
-        finished = Line(
-            "info",
-            "process finished",
-            {"duration_ms": _MARK.format("duration_ms"), "exit_code": _MARK.format("exit_code")},
-            process_keys,
-            ids,
-            settings,
-        )
-    carrier[KEY] = Prepared(sock, attributes, shown_args, shown_kwargs, started, finished)
+        child_values[b"ev_args"] = _escaped(_json(shown["args"]).encode())
+        child_values[b"ev_kwargs"] = _escaped(_json(shown["kwargs"]).encode())
+        child_values[b"ev_pname"] = _escaped(_json(shown["process_name"]).encode())
+    span = _span.Span(
+        plan.name, plan.parent.trace_id, plan.parent.span_id, {}, span_id=span_id, sent=True
+    )
+    span.start_ns = carrier["start"]
+    keys = {
+        "process_name": name,
+        "pid": None,
+        "ppid": _ids.pid(),
+        "start_method": "fork",
+        "function": plan.function,
+    }
+    carrier[KEY] = Prepared(
+        plan,
+        sock,
+        carrier["socket"],
+        span,
+        keys,
+        plan.started % child_values if plan.started is not None else None,
+        plan.finished % child_values if plan.finished is not None else None,
+        plan.end % child_values,
+        shown_args,
+        shown_kwargs,
+    )
 
 
 def started(carrier: dict[str, Any], pid: int | None, failed: str | None = None) -> None:
@@ -230,7 +410,8 @@ def started(carrier: dict[str, Any], pid: int | None, failed: str | None = None)
     prepared = carrier.pop(KEY, None)
     if not isinstance(prepared, Prepared):
         return
-    if _in_flight.get(threading.get_ident()) is prepared.sock:
+    sock = prepared.sock
+    if _in_flight.get(threading.get_ident()) is sock:
         del _in_flight[threading.get_ident()]
     if failed:
         try:
@@ -243,17 +424,15 @@ def started(carrier: dict[str, Any], pid: int | None, failed: str | None = None)
                 "attrs": {},
                 "events": [],
             }
-            prepared.sock.sendall(_wire.encode(end))
+            sock.sendall(_wire.encode(end))
         except OSError:
             pass
     elif pid is not None:
         try:  # one small write: whole, before or after the child's own end record
-            prepared.sock.sendall(
-                b'{"k":"pid","span":"%s","value":%d}\n' % (carrier["span"].encode(), pid)
-            )
+            sock.sendall(b'{"k":"pid","span":"%s","value":%d}\n' % (carrier["span"].encode(), pid))
         except OSError:
             pass
-    os.close(prepared.sock.detach())  # the child's copy keeps the connection open
+    os.close(sock.detach())  # the child's copy keeps the connection open
 
 
 def take(carrier: dict[str, Any]) -> Prepared | None:
@@ -262,5 +441,5 @@ def take(carrier: dict[str, Any]) -> Prepared | None:
     prepared = carrier.pop(KEY, None)
     if not isinstance(prepared, Prepared):
         return None
-    _wire.adopt(carrier["socket"], prepared.sock)
+    _wire.adopt(prepared.path, prepared.sock)
     return prepared

@@ -176,30 +176,32 @@ class LineWriter:
     A thread lock keeps the threads of one process in turn.
     """
 
-    def __init__(self, fd: int = 2) -> None:
-        self._fd = fd
-
     def msg(self, message: str) -> None:
-        data = (message + "\n").encode("utf-8", "backslashreplace")
-        try:
-            with _thread_lock:
-                lock = _locked_fd()
-                if lock is None:
-                    self._write(data)
-                    return
-                fcntl.lockf(lock, fcntl.LOCK_SH if len(data) <= _PIPE_BUF else fcntl.LOCK_EX)
-                try:
-                    self._write(data)
-                finally:
-                    fcntl.lockf(lock, fcntl.LOCK_UN)
-        except OSError:  # stderr closed: logging must never break the task
-            pass
-
-    def _write(self, data: bytes) -> None:
-        while data:
-            data = data[os.write(self._fd, data) :]
+        write_line((message + "\n").encode("utf-8", "backslashreplace"))
 
     log = debug = info = warn = warning = error = err = critical = exception = fatal = msg
+
+
+def write_line(data: bytes) -> None:
+    """Write one whole line (``data`` ends with its newline) to stderr (see ``LineWriter``)."""
+    try:
+        with _thread_lock:
+            lock = _locked_fd()
+            if lock is None:
+                _write(data)
+                return
+            fcntl.lockf(lock, fcntl.LOCK_SH if len(data) <= _PIPE_BUF else fcntl.LOCK_EX)
+            try:
+                _write(data)
+            finally:
+                fcntl.lockf(lock, fcntl.LOCK_UN)
+    except OSError:  # stderr closed: logging must never break the task
+        pass
+
+
+def _write(data: bytes) -> None:
+    while data:
+        data = data[os.write(2, data) :]
 
 
 class LineWriterFactory:
@@ -240,10 +242,45 @@ def configure(
         return
     _configured_pid = os.getpid()
     _log_format, _log_events, _max_repr, _quiet = log_format, log_events, max_repr, quiet
-    if not _use_json(log_format):
+    if not _use_json(log_format) or "structlog" in sys.modules:
         _configure_structlog()  # the console renderer is structlog's
     else:
-        _onimport.when_imported("structlog", lambda module: _configure_structlog())
+        watch_structlog()
+
+
+def forked(settings: Any, keys: dict[str, Any], json_lines: bool) -> None:
+    """``configure()`` and ``set_process_keys()`` in a fork child its starter prepared:
+    the starter watches for structlog's import already (``watch_structlog``), and said
+    whether the lines are JSON (``json_lines``)."""
+    global _configured_pid, _log_format, _log_events, _max_repr, _quiet, _process_keys
+    _process_keys = keys
+    _configured_pid = keys["pid"]
+    _log_format, _log_events = settings.log_format, settings.log_events
+    _max_repr, _quiet = settings.max_repr, settings.quiet
+    if not json_lines or "structlog" in sys.modules:
+        _configure_structlog()
+    elif not _watching_structlog:
+        watch_structlog()
+
+
+_watching_structlog = False  # the import hook below is in place (fork children inherit it)
+
+
+def watch_structlog() -> None:
+    """Configure structlog the moment the program imports it, in a process that configured
+    its logging (``configure()``): a hook put in place once, also by a starter before it
+    forks (it does nothing in a process whose logging proctrace did not configure)."""
+    global _watching_structlog
+    if not _watching_structlog:
+        _watching_structlog = True
+        _onimport.when_imported("structlog", _structlog_imported)
+
+
+def _structlog_imported(module: object) -> None:
+    global _watching_structlog
+    _watching_structlog = False
+    if _configured_pid == os.getpid():
+        _configure_structlog()
 
 
 _log_format = "auto"
@@ -359,9 +396,18 @@ def rendered_here(log_format: str) -> bool:
 
 def timestamp() -> str:
     """The ``timestamp`` of a line, as structlog's ``TimeStamper(fmt="iso", utc=True)``."""
+    return _timestamp(time.time_ns())
+
+
+def timestamp_of(ns: int) -> bytes:
+    """``timestamp()`` at ``ns`` as the JSON string a line holds."""
+    return b'"%s"' % _timestamp(ns).encode()
+
+
+def _timestamp(ns: int) -> str:
     # Without the datetime module (a smaller program forks faster): the same text as
     # datetime.now(UTC).isoformat(), which leaves out a zero fraction.
-    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    seconds, micros = divmod(ns // 1000, 1_000_000)
     text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
     return f"{text}.{micros:06d}Z" if micros else f"{text}Z"
 

@@ -64,6 +64,8 @@ def prepare_fork(
     settings = carrier_settings(carrier)
     if "structlog" in sys.modules:  # else children will not load it either
         _logs.prepare(settings.log_format)
+    else:
+        _logs.watch_structlog()  # each child would otherwise put its own hook in place
     _logs.warm(_lock_path(carrier))
     _forkstart.prepare(proc, target, args, kwargs, spec, carrier, settings)
 
@@ -287,18 +289,17 @@ def run_process(
     """The child's own span around its target, with its start and end logs."""
     proc = multiprocessing.current_process()
     setattr(proc, names.ENTERED_ATTR, True)
+    prepared = _forkstart.take(carrier)  # a fork child: its start was done by its starter
+    if prepared is not None:
+        return _run_forked(prepared, target, args, kwargs)
     settings = carrier_settings(carrier)
     parent = parse_traceparent(carrier["traceparent"])
     if settings.disabled or parent is None:
         return target(*args, **kwargs)
-    prepared = _forkstart.take(carrier)  # a fork child: its start was done by its starter
-    if prepared is None:
-        _wire.set_address(carrier["socket"])
-        attributes, shown_args, shown_kwargs = _attributes(
-            proc, carrier, target, spec, settings, args, kwargs
-        )
-    else:
-        attributes, shown_args, shown_kwargs = prepared.described()
+    _wire.set_address(carrier["socket"])
+    attributes, shown_args, shown_kwargs = _attributes(
+        proc, carrier, target, spec, settings, args, kwargs
+    )
     _logs.configure(
         settings.log_format, settings.log_events, settings.max_repr, settings.quiet
     )
@@ -320,16 +321,12 @@ def run_process(
         attributes,
         span_id=carrier.get("span"),
         sampled=parent.sampled,
-        sent=prepared is not None,
     )
     started = time.perf_counter()
     status, message, exit_code = _span.STATUS_UNSET, "", 0
     failure: BaseException | None = None
     with _span.activate(span):
-        if prepared is not None and prepared.started is not None:
-            prepared.started.emit(span, {"pid": attributes[names.PID]})
-        else:
-            _logs.emit("info", "process started", args=shown_args, kwargs=shown_kwargs)
+        _logs.emit("info", "process started", args=shown_args, kwargs=shown_kwargs)
         try:
             return target(*args, **kwargs)
         except SystemExit as exc:
@@ -351,20 +348,129 @@ def run_process(
                     duration_ms=duration_ms,
                     exit_code=exit_code,
                 )
-            elif (
-                prepared is not None
-                and prepared.finished is not None
-                and _logs.rendered_here(settings.log_format)  # the target may configure it
-            ):
-                prepared.finished.emit(
-                    span,
-                    {"pid": attributes[names.PID], "duration_ms": duration_ms,
-                     "exit_code": exit_code},
-                )
             else:
                 _logs.emit("info", "process finished", duration_ms=duration_ms, exit_code=exit_code)
             use = _usage.process_use(carrier["start_method"]) if span.sampled else {}
-            if prepared is not None:  # its start record, sent before the fork, had no pid
-                use[names.PID] = attributes[names.PID]
             span.end(status, message, {names.EXIT_CODE: exit_code, **use})
 
+
+def _run_forked(
+    prepared: _forkstart.Prepared,
+    target: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+) -> Any:
+    """``run_process()`` in a fork child whose start its starter prepared (``forkstart``).
+
+    The child fills in its pid and the times, and writes each line and the end record with
+    one ``bytes %`` format: every object it touches costs it a page copy. A target that
+    fails, exits, or logs span events of its own ends the general way."""
+    span = prepared.span
+    plan = prepared.plan
+    settings = plan.settings
+    pid = _ids.pid()
+    keys = prepared.keys
+    keys["pid"] = pid
+    _logs.forked(settings, keys, plan.json_lines)
+    follow_program(settings, child=True)
+    state = _span.enter(span)
+    started = time.perf_counter()
+    t1 = time.time_ns()
+    pid_text = b"%d" % pid
+    if prepared.started is not None:
+        _logs.write_line(prepared.started % {b"pid": pid_text, b"ts": _logs.timestamp_of(t1)})
+    elif not settings.quiet:
+        _logs.emit("info", "process started", args=prepared.args, kwargs=prepared.kwargs)
+        t1 = 0  # the event is a span event of its own already
+    if t1 and settings.log_events:
+        span.events.append(("process started", t1, None))  # its attributes are in the template
+    try:
+        result = target(*args, **kwargs)
+    except BaseException as exc:
+        _forked_failed(prepared, started, exc)
+        _span.leave(span, state)
+        raise
+    duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    t2 = time.time_ns()
+    plain = len(span.events) == (1 if t1 and settings.log_events else 0) and not span.attributes
+    finished = prepared.finished
+    templated = settings.quiet or (finished is not None and _logs.rendered_here(settings.log_format))
+    if plain and templated:
+        dur = repr(duration_ms).encode()
+        if finished is not None:
+            _logs.write_line(
+                finished % {b"pid": pid_text, b"ts": _logs.timestamp_of(t2), b"dur": dur}
+            )
+        use = _usage.forked_use()
+        if use is not None:
+            usage = {b"cu": use[0], b"cs": use[1], b"vcs": use[2], b"ics": use[3], b"rss": use[4]}
+            _wire.send_line(
+                prepared.end % {
+                    b"pid": pid_text, b"end": b"%d" % time.time_ns(), b"t1": b"%d" % t1,
+                    b"t2": b"%d" % t2, b"dur": dur, **usage,
+                }
+            )
+            _span.leave(span, state)
+            return result
+        _ended(prepared, duration_ms, _span.STATUS_UNSET, "", 0, t2, written=True)
+    else:
+        _ended(prepared, duration_ms, _span.STATUS_UNSET, "", 0, t2)
+    _span.leave(span, state)
+    return result
+
+
+def _forked_failed(prepared: _forkstart.Prepared, started: float, exc: BaseException) -> None:
+    """A prepared fork child's target raised (SystemExit included): the general end."""
+    duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    if isinstance(exc, SystemExit):
+        exit_code = _exit_code(exc)
+        status, message = (
+            (_span.STATUS_ERROR, f"sys.exit({exc.code!r})") if exit_code else (_span.STATUS_UNSET, "")
+        )
+        _ended(prepared, duration_ms, status, message, exit_code, time.time_ns())
+        return
+    status, message = failed_status(prepared.span, exc)
+    _ended(prepared, duration_ms, status, message, 1, time.time_ns(), failure=exc)
+
+
+def _ended(
+    prepared: _forkstart.Prepared,
+    duration_ms: float,
+    status: int,
+    message: str,
+    exit_code: int,
+    now: int,
+    *,
+    failure: BaseException | None = None,
+    written: bool = False,
+) -> None:
+    """End a prepared fork child's span the general way: its ``process started`` event made
+    whole, the last line written (unless ``written``), the end record encoded."""
+    span = prepared.span
+    settings = prepared.plan.settings
+    events = span.events
+    if events and events[0][2] is None:  # the started event the template would have held
+        attrs = _logs.event_attributes(
+            [("args", prepared.args), ("kwargs", prepared.kwargs), *prepared.keys.items()],
+            "info",
+            settings.max_repr,
+        )
+        events[0] = (events[0][0], events[0][1], attrs)
+    if written:
+        if settings.log_events:
+            attrs = _logs.event_attributes(
+                [("duration_ms", duration_ms), ("exit_code", exit_code), *prepared.keys.items()],
+                "info",
+                settings.max_repr,
+            )
+            events.append(("process finished", now, attrs))
+    elif failure is not None:
+        _logs.emit(
+            "error", "process failed", exc_info=failure, duration_ms=duration_ms,
+            exit_code=exit_code,
+        )
+    else:
+        _logs.emit("info", "process finished", duration_ms=duration_ms, exit_code=exit_code)
+    use = _usage.process_use("fork")
+    use[names.PID] = prepared.keys["pid"]  # its start record, sent before the fork, had no pid
+    span.end(status, message, {names.EXIT_CODE: exit_code, **use})

@@ -62,6 +62,24 @@ def process_use(start_method: str | None) -> dict[str, Any]:
     return attributes
 
 
+def forked_use() -> tuple[bytes, bytes, bytes, bytes, bytes] | None:
+    """``process_use("fork")`` as the text of its five values, in the order the attributes
+    are named there (CPU user, CPU system, switches voluntary, involuntary, peak); None
+    without a peak (the attribute is then left out: ``process_use``)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    if not usage.ru_maxrss:
+        return None
+    return (
+        repr(round(usage.ru_utime, 6)).encode(),
+        repr(round(usage.ru_stime, 6)).encode(),
+        b"%d" % usage.ru_nvcsw,
+        b"%d" % usage.ru_nivcsw,
+        b"%d" % (usage.ru_maxrss * _MAXRSS_UNIT),
+    )
+
+
 def _from_proc() -> dict[str, Any]:
     """Without ``resource``: CPU from ``times()`` (in clock ticks, 10 ms here), the rest from
     ``/proc/self/status``."""

@@ -93,10 +93,10 @@ def _connect() -> socket.socket:
     return sock
 
 
-def open_for_child(path: str, record: Mapping[str, Any]) -> socket.socket | None:
-    """A connection a fork child is about to inherit, its first record already sent (the
-    starter does this before the fork: see ``forkstart``); None if the collector is gone."""
-    line = encode(record)
+def open_for_child(path: str, line: bytes) -> socket.socket | None:
+    """A connection a fork child is about to inherit, its first record (``line``) already
+    sent (the starter does this before the fork: see ``forkstart``); None if the collector
+    is gone."""
     try:
         sock = _open(path)
     except OSError:
@@ -120,6 +120,12 @@ def adopt(path: str, sock: socket.socket) -> None:
 def send(record: Mapping[str, Any]) -> bool:
     """Send one record; False (with one warning per process) if the collector is gone."""
     line = encode(record)
+    with _lock:
+        return _send(line)
+
+
+def send_line(line: bytes) -> bool:
+    """Send one record already encoded (``line`` ends with its newline)."""
     with _lock:
         return _send(line)
 
