@@ -18,15 +18,15 @@ takes only ~500 of them. Every object the child touches counts, and so does ever
 the starter touches while the child lives. Work done in the starter before the fork
 costs least (the previous child is gone: a fault there reuses the page), and the starter
 prepares what all children of one function started from one span share only once
-(a ``_Plan``).
+(a ``Plan``).
 """
 
 from __future__ import annotations
 
+import _socket
 import json
 import os
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -42,6 +42,8 @@ from . import logs as _logs
 from . import span as _span
 from . import wire as _wire
 
+# The attributes of a fork child's "process started" event while its template holds them.
+PENDING: dict[str, Any] = {}
 KEY = "fork"  # the carrier key of a Prepared (fork only: a fork carrier is never pickled)
 # A hole in a template, as a JSON string holds it: no value a program passes is one, since
 # every value is filled in through a hole itself, never written into the template.
@@ -53,7 +55,7 @@ _CHILD_HOLES = frozenset({"pid", "ts", "dur", "t1", "t2", "end", "cu", "cs", "vc
 # The connections prepared and not yet let go of, by the thread that prepared them: a fork
 # child closes those of other threads' children, or it would hold them open (the collector
 # reads a connection's end as its process's end).
-_in_flight: dict[int, socket.socket] = {}
+_in_flight: dict[int, _socket.socket] = {}
 
 
 def _after_fork_in_child() -> None:
@@ -105,17 +107,20 @@ def one_step(text: str, expected: frozenset[str]) -> bytes | None:
     return result if set(found) == expected else None
 
 
+# A string as JSON holds it (what json.dumps writes for one, without the encoder's machinery).
+_str = json.encoder.encode_basestring_ascii
+_PREFIX = names.KWARGS_PREFIX.replace("\\", "\\\\").replace('"', '\\"')
 _dumps_compact = json.JSONEncoder(separators=(",", ":"), default=str).encode
 _dumps_line = json.JSONEncoder(default=repr).encode
 
 
-class _Plan:
+class Plan:
     """What the fork children of one function, started under one span, share."""
 
     __slots__ = (
-        "event_limit", "extra", "finished", "fn", "function", "limit", "name", "parent",
-        "json_lines", "record_args", "secret", "settings", "skip_self", "start", "started",
-        "end", "key",
+        "end", "extra", "finished", "fn", "function", "json_lines", "key", "limit", "lines",
+        "name", "parent", "path", "ppid", "record_args", "secret", "settings", "skip_self", "start",
+        "started",
     )
 
     def __init__(
@@ -131,7 +136,9 @@ class _Plan:
         json_lines: bool,
     ) -> None:
         self.key = key
+        self.path = ""  # the collector's socket, set by plan_for()
         self.json_lines = json_lines
+        self.lines = lines
         self.fn = fn
         self.parent = parent
         self.settings = settings
@@ -142,7 +149,7 @@ class _Plan:
         self.extra = spec.redact + settings.redact
         self.secret = _args.secret_positions(fn, self.extra) if spec.record_args else ()
         self.skip_self = takes_self(fn) if spec.record_args else False
-        ppid = _ids.pid()
+        ppid = self.ppid = _ids.pid()
         attrs: dict[str, Any] = {
             names.PARENT_PID: ppid,
             names.PROCESS_NAME: _hole("pname"),
@@ -252,18 +259,27 @@ def _line(
     return template(_dumps_line(event_dict) + "\n", holes)
 
 
-_plans: dict[tuple[Any, ...], _Plan] = {}
+_plans: dict[tuple[Any, ...], Plan] = {}
 _MAX_PLANS = 64
 
 
-def _plan_for(
+def _lines(settings: _config.Settings, json_lines: bool) -> bool:
+    """True when proctrace writes the lifecycle lines itself, as JSON."""
+    return not settings.quiet and json_lines and _logs.rendered_here(settings.log_format)
+
+
+def plan_for(
     fn: Callable[..., Any],
     spec: TraceSpec,
     carrier: dict[str, Any],
     settings: _config.Settings,
-) -> _Plan | None:
+) -> Plan | None:
+    """The plan of fork children of ``fn`` started with a carrier like ``carrier`` here
+    (made on first use); None when such a child is better left to start itself."""
+    if settings.disabled:
+        return None
     json_lines = _logs.uses_json(settings.log_format)
-    lines = not settings.quiet and json_lines and _logs.rendered_here(settings.log_format)
+    lines = _lines(settings, json_lines)
     key = (
         fn, spec, carrier["traceparent"], id(settings), carrier["starter_pid"],
         bool(carrier["quiet_term"]), lines, _ids.pid(),
@@ -278,12 +294,13 @@ def _plan_for(
         parent = parse_traceparent(carrier["traceparent"])
         if parent is None or not parent.sampled:
             return None
-        plan = _Plan(
+        plan = Plan(
             key, fn, spec, parent, settings, carrier["starter_pid"],
             bool(carrier["quiet_term"]), lines, json_lines,
         )
         if plan.start is None or plan.end is None:
             return None
+        plan.path = carrier["socket"]
         if len(_plans) >= _MAX_PLANS:
             _plans.clear()
         _plans[key] = plan
@@ -294,13 +311,14 @@ class Prepared:
     """What the starter prepared for one fork child (see the module's docstring)."""
 
     __slots__ = (
-        "args", "end", "finished", "keys", "kwargs", "path", "plan", "sock", "span", "started",
+        "args", "end", "finished", "keys", "kwargs", "path", "pid_record", "plan", "sock", "span",
+        "started",
     )
 
     def __init__(
         self,
-        plan: _Plan,
-        sock: socket.socket,
+        plan: Plan,
+        sock: _socket.socket,
         path: str,
         span: _span.Span,
         keys: dict[str, Any],
@@ -317,6 +335,19 @@ class Prepared:
         self.span = span
         self.keys = keys  # the process keys of its structlog events
         self.started, self.finished, self.end = started, finished, end
+        self.pid_record = b'{"k":"pid","span":"%s","value":%%d}\n' % span.span_id.encode()
+
+    def forked(self, pid: int) -> None:
+        """In the starter, once the child is forked: the child's pid is sent on its connection
+        (the start record went before the fork, without it), and the starter's copy of that
+        connection is closed (the child's copy keeps it open). This runs while the child
+        shares every page with the starter: it touches as little as it can."""
+        sock = self.sock
+        try:  # one small write: whole, before or after the child's own end record
+            sock.sendall(self.pid_record % pid)
+        except OSError:
+            pass
+        sock.close()  # the entry in _in_flight is replaced by the next child's
 
 
 def _escaped(value: bytes) -> bytes:
@@ -324,73 +355,74 @@ def _escaped(value: bytes) -> bytes:
 
 
 def prepare(
+    plan: Plan,
     proc: Any,
-    fn: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
-    spec: TraceSpec,
     carrier: dict[str, Any],
-    settings: _config.Settings,
 ) -> None:
-    """In the starter, before the fork: prepare the child's start (``carrier[KEY]``). Left
-    out (the child does it all itself) when the span is not sampled or the collector is
-    gone."""
-    if settings.disabled:
-        return
-    plan = _plan_for(fn, spec, carrier, settings)
-    if plan is None:
-        return
+    """In the starter, before the fork: prepare the child's start (``carrier[KEY]``), from
+    the plan of its function (``plan_for``), with the carrier's span id and start time.
+    Left out (the child does it all itself) when the collector cannot be reached."""
+    if plan.lines != _lines(plan.settings, plan.json_lines):  # structlog configured since
+        found = plan_for(plan.fn, plan.key[1], carrier, plan.settings)
+        if found is None:
+            return
+        plan = found
     span_id: str = carrier["span"]
     name = str(proc.name)
-    pname = _json(name).encode()
+    pname = _str(name).encode()
+    quoted_id = b'"%s"' % span_id.encode()
     start_values = {
-        b"span": span_id.encode(), b"start": b"%d" % carrier["start"], b"pname": pname,
-        b"kwargs_w": b"",
+        b"span": quoted_id, b"start": b"%d" % carrier["start"], b"pname": pname,
+        b"kwargs_w": b"", b"args_w": b"[]",
     }
-    child_values = {b"span": start_values[b"span"], b"pname": _escaped(pname)}
+    child_values = {
+        b"span": quoted_id, b"pname": _escaped(pname), b"args_l": b"[]", b"kwargs_l": b"{}",
+    }
     shown_args: list[str] = []
     shown_kwargs: dict[str, str] = {}
-    if plan.record_args:
+    if plan.record_args and (args or kwargs):
         shown_args, shown_kwargs = _args.describe_as(
             plan.secret, plan.skip_self, args, kwargs, plan.limit, plan.extra
         )
-        start_values[b"args_w"] = _dumps_compact(shown_args).encode()
-        start_values[b"kwargs_w"] = b"".join(
-            b',"%s":%s' % (_json(names.KWARGS_PREFIX + k)[1:-1].encode(), _json(v).encode())
-            for k, v in shown_kwargs.items()
-        )
+        quoted = [_str(text) for text in shown_args]
+        start_values[b"args_w"] = ("[" + ",".join(quoted) + "]").encode()
+        child_values[b"args_l"] = _escaped(("[" + ", ".join(quoted) + "]").encode())
+        if shown_kwargs:
+            pairs = [(_str(key), _str(text)) for key, text in shown_kwargs.items()]
+            start_values[b"kwargs_w"] = "".join(
+                f',"{_PREFIX}{key[1:]}:{text}' for key, text in pairs
+            ).encode()
+            child_values[b"kwargs_l"] = _escaped(
+                ("{" + ", ".join(f"{key}: {text}" for key, text in pairs) + "}").encode()
+            )
     assert plan.start is not None and plan.end is not None
-    sock = _wire.open_for_child(carrier["socket"], plan.start % start_values)
+    sock = _wire.open_for_child(plan.path, plan.start % start_values)
     if sock is None:
         return
     _in_flight[threading.get_ident()] = sock
-    if plan.started is not None:
-        child_values[b"args_l"] = _escaped(_dumps_line(shown_args).encode())
-        child_values[b"kwargs_l"] = _escaped(_dumps_line(shown_kwargs).encode())
     if plan.settings.log_events:
-        shown = _logs.event_attributes(
-            [("args", shown_args), ("kwargs", shown_kwargs), ("process_name", name)],
-            "info",
-            plan.limit,
+        limit = plan.limit
+        child_values[b"ev_args"] = _escaped(_str(_logs.event_value(shown_args, limit)).encode())
+        child_values[b"ev_kwargs"] = _escaped(
+            _str(_logs.event_value(shown_kwargs, limit)).encode()
         )
-        child_values[b"ev_args"] = _escaped(_json(shown["args"]).encode())
-        child_values[b"ev_kwargs"] = _escaped(_json(shown["kwargs"]).encode())
-        child_values[b"ev_pname"] = _escaped(_json(shown["process_name"]).encode())
-    span = _span.Span(
-        plan.name, plan.parent.trace_id, plan.parent.span_id, {}, span_id=span_id, sent=True
+        child_values[b"ev_pname"] = _escaped(_str(_logs.event_value(name, limit)).encode())
+    span = _span.Span.opened(
+        plan.name, plan.parent.trace_id, plan.parent.span_id, span_id, carrier["start"]
     )
-    span.start_ns = carrier["start"]
     keys = {
         "process_name": name,
         "pid": None,
-        "ppid": _ids.pid(),
+        "ppid": plan.ppid,
         "start_method": "fork",
         "function": plan.function,
     }
     carrier[KEY] = Prepared(
         plan,
         sock,
-        carrier["socket"],
+        plan.path,
         span,
         keys,
         plan.started % child_values if plan.started is not None else None,
@@ -401,38 +433,27 @@ def prepare(
     )
 
 
-def started(carrier: dict[str, Any], pid: int | None, failed: str | None = None) -> None:
-    """In the starter, after ``start()``: the child's ``pid`` is sent on its connection (the
-    start record went before the fork, without it), and the starter's copy of that
-    connection is closed (the child's copy keeps it open). If ``start()`` raised
-    (``failed``: what it raised), the span ends ERROR instead: the program asked for a
-    process and got that exception."""
+def started(carrier: dict[str, Any], failed: str) -> None:
+    """In the starter, when ``start()`` raised (``failed``: what it raised): the span, opened
+    before the fork, ends ERROR: the program asked for a process and got that exception."""
     prepared = carrier.pop(KEY, None)
     if not isinstance(prepared, Prepared):
         return
     sock = prepared.sock
-    if _in_flight.get(threading.get_ident()) is sock:
-        del _in_flight[threading.get_ident()]
-    if failed:
-        try:
-            end = {
-                "k": "end",
-                "span": carrier["span"],
-                "end": time.time_ns(),
-                "status": names.STATUS_ERROR,
-                "message": f"start() failed: {failed}",
-                "attrs": {},
-                "events": [],
-            }
-            sock.sendall(_wire.encode(end))
-        except OSError:
-            pass
-    elif pid is not None:
-        try:  # one small write: whole, before or after the child's own end record
-            sock.sendall(b'{"k":"pid","span":"%s","value":%d}\n' % (carrier["span"].encode(), pid))
-        except OSError:
-            pass
-    os.close(sock.detach())  # the child's copy keeps the connection open
+    try:
+        end = {
+            "k": "end",
+            "span": carrier["span"],
+            "end": time.time_ns(),
+            "status": names.STATUS_ERROR,
+            "message": f"start() failed: {failed}",
+            "attrs": {},
+            "events": [],
+        }
+        sock.sendall(_wire.encode(end))
+    except OSError:
+        pass
+    sock.close()
 
 
 def take(carrier: dict[str, Any]) -> Prepared | None:

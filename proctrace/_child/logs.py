@@ -12,12 +12,12 @@ would, and configures structlog the moment the program imports it.
 
 from __future__ import annotations
 
+import _thread
 import fcntl
 import json
 import os
 import select
 import sys
-import threading
 import time
 from collections.abc import Iterable, MutableMapping
 from contextvars import ContextVar
@@ -55,12 +55,11 @@ _lock_path: str | None = None
 # An open descriptor of the lock file. POSIX record locks belong to the process that takes
 # them, not to the descriptor, so fork children can use the one they inherit.
 _lock_fd: int | None = None
-_thread_lock = threading.Lock()
+_thread_lock = _thread.allocate_lock()
 
 
 def _after_fork_in_child() -> None:
-    global _thread_lock
-    _thread_lock = threading.Lock()  # another thread may have held it at the fork
+    _thread_lock._at_fork_reinit()  # type: ignore[attr-defined]  # held by another thread?
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -121,17 +120,21 @@ def add_span_event(
 def event_attributes(items: Iterable[tuple[Any, Any]], level: str, limit: int) -> dict[str, Any]:
     """A span event's attributes from a log event's keys and values (see add_span_event)."""
     attrs = {
-        str(k): _args.REDACTED
-        if _args.is_secret(k)
-        else _args.redact_text(v)
-        if type(v) is str
-        else v
-        if type(v) in _PRIMITIVE
-        else _args.safe_repr(_args.scrub(v), limit)
-        for k, v in items
+        str(k): _args.REDACTED if _args.is_secret(k) else event_value(v, limit) for k, v in items
     }
     attrs.setdefault("level", level)
     return attrs
+
+
+def event_value(value: Any, limit: int) -> Any:
+    """A log event's value as a span event's attribute (under a key that is not secret):
+    strings cleaned, other values than str, int, float and bool as reprs."""
+    kind = type(value)
+    if kind is str:
+        return _args.redact_text(value)
+    if kind in _PRIMITIVE:
+        return value
+    return _args.safe_repr(_args.scrub(value), limit)
 
 
 # The stdlib logger a structlog event is on its way to (structlog configured over the standard

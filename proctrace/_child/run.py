@@ -58,16 +58,20 @@ def prepare_fork(
     kwargs: Mapping[str, Any],
     spec: TraceSpec,
     carrier: dict[str, Any],
-) -> None:
+) -> _forkstart.Plan | None:
     """Do in the starter what every fork child would otherwise do again: decode the
-    settings, build the log chain, and prepare the child's start (``forkstart``)."""
+    settings, build the log chain, and prepare the child's start (``forkstart``). Returns
+    the plan the child was prepared from, for the children like it (``forkstart.prepare``)."""
     settings = carrier_settings(carrier)
     if "structlog" in sys.modules:  # else children will not load it either
         _logs.prepare(settings.log_format)
     else:
         _logs.watch_structlog()  # each child would otherwise put its own hook in place
     _logs.warm(_lock_path(carrier))
-    _forkstart.prepare(proc, target, args, kwargs, spec, carrier, settings)
+    plan = _forkstart.plan_for(target, spec, carrier, settings)
+    if plan is not None:
+        _forkstart.prepare(plan, proc, args, kwargs, carrier)
+    return plan
 
 
 def _lock_path(carrier: dict[str, Any]) -> str:
@@ -383,7 +387,7 @@ def _run_forked(
         _logs.emit("info", "process started", args=prepared.args, kwargs=prepared.kwargs)
         t1 = 0  # the event is a span event of its own already
     if t1 and settings.log_events:
-        span.events.append(("process started", t1, None))  # its attributes are in the template
+        span.events.append(("process started", t1, _forkstart.PENDING))  # in the template
     try:
         result = target(*args, **kwargs)
     except BaseException as exc:
@@ -394,7 +398,9 @@ def _run_forked(
     t2 = time.time_ns()
     plain = len(span.events) == (1 if t1 and settings.log_events else 0) and not span.attributes
     finished = prepared.finished
-    templated = settings.quiet or (finished is not None and _logs.rendered_here(settings.log_format))
+    templated = settings.quiet or (
+        finished is not None and _logs.rendered_here(settings.log_format)
+    )
     if plain and templated:
         dur = repr(duration_ms).encode()
         if finished is not None:
@@ -424,9 +430,9 @@ def _forked_failed(prepared: _forkstart.Prepared, started: float, exc: BaseExcep
     duration_ms = round((time.perf_counter() - started) * 1000, 3)
     if isinstance(exc, SystemExit):
         exit_code = _exit_code(exc)
-        status, message = (
-            (_span.STATUS_ERROR, f"sys.exit({exc.code!r})") if exit_code else (_span.STATUS_UNSET, "")
-        )
+        status, message = _span.STATUS_UNSET, ""
+        if exit_code:
+            status, message = _span.STATUS_ERROR, f"sys.exit({exc.code!r})"
         _ended(prepared, duration_ms, status, message, exit_code, time.time_ns())
         return
     status, message = failed_status(prepared.span, exc)
@@ -449,7 +455,7 @@ def _ended(
     span = prepared.span
     settings = prepared.plan.settings
     events = span.events
-    if events and events[0][2] is None:  # the started event the template would have held
+    if events and events[0][2] is _forkstart.PENDING:  # the started event the template held
         attrs = _logs.event_attributes(
             [("args", prepared.args), ("kwargs", prepared.kwargs), *prepared.keys.items()],
             "info",

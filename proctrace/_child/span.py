@@ -118,6 +118,17 @@ class Span:
             record["links"] = links
         _wire.send(record)
 
+    @classmethod
+    def opened(cls, name: str, trace_id: str, parent_id: str, span_id: str, start_ns: int) -> Span:
+        """A sampled process span whose start record went out already (a fork child's, sent
+        by its starter): made without ``__init__``'s work, for every fork child."""
+        span = cls.__new__(cls)
+        span.name, span.trace_id, span.parent_id = name, trace_id, parent_id
+        span.span_id, span.start_ns = span_id, start_ns
+        span.attributes, span.events, span.links = {}, [], None
+        span.announced, span.shared, span.sampled = True, False, True
+        return span
+
     def record_exception(self, exc: BaseException) -> None:
         """Add the OpenTelemetry ``exception`` event: type, message and stack trace."""
         import traceback  # loaded on the first failure, not by every traced program
@@ -207,6 +218,14 @@ def unsampled_here() -> bool:
         return False
     span = _current.get()
     return span is None or not span.sampled
+
+
+def current_key() -> object:
+    """What says which span is current here, for a cache (see ``current_ids``): proctrace's
+    current span itself, or the ids of OpenTelemetry's once the API is loaded."""
+    if "opentelemetry.trace" in sys.modules:
+        return current_ids()
+    return _current.get()
 
 
 def current_ids() -> SpanRef | None:

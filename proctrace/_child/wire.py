@@ -9,12 +9,12 @@ enter.
 
 from __future__ import annotations
 
+import _socket
+import _thread
 import json
 import os
-import socket
 import struct
 import sys
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,8 +22,8 @@ from .._core.records import ENCODED_END, ENCODED_START
 
 # One encoder for every record: json.dumps() with options builds a new one each call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
-_lock = threading.RLock()
-_sock: socket.socket | None = None
+_lock = _thread.RLock()
+_sock: _socket.socket | None = None
 _path: str | None = None
 _warned = False
 _SEND_TIMEOUT = 5.0
@@ -66,16 +66,20 @@ def encode(record: Mapping[str, Any]) -> bytes:
     return _ENCODER.encode(record).encode() + b"\n"
 
 
-def _open(path: str) -> socket.socket:
+# SO_SNDTIMEO's value: struct timeval of _SEND_TIMEOUT seconds.
+_SEND_TIMEVAL = struct.pack("ll", int(_SEND_TIMEOUT), 0)
+
+
+def _open(path: str) -> _socket.socket:
     # A blocking socket whose sends give up after _SEND_TIMEOUT (SO_SNDTIMEO): Python's own
-    # timeout would poll() before every send, a second system call per record.
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # timeout would poll() before every send, a second system call per record. The C-level
+    # socket type: a fork child's connection is opened by its starter for every child, and
+    # socket.socket's Python layer is code it would run each time.
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         if sock.gettimeout() is not None:  # socket.setdefaulttimeout() in the program
             sock.settimeout(None)
-        sock.setsockopt(
-            socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", int(_SEND_TIMEOUT), 0)
-        )
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDTIMEO, _SEND_TIMEVAL)
         sock.connect(path)
     except BaseException:
         sock.close()
@@ -83,7 +87,7 @@ def _open(path: str) -> socket.socket:
     return sock
 
 
-def _connect() -> socket.socket:
+def _connect() -> _socket.socket:
     global _sock
     assert _path is not None
     sock = _open(_path)
@@ -93,7 +97,7 @@ def _connect() -> socket.socket:
     return sock
 
 
-def open_for_child(path: str, line: bytes) -> socket.socket | None:
+def open_for_child(path: str, line: bytes) -> _socket.socket | None:
     """A connection a fork child is about to inherit, its first record (``line``) already
     sent (the starter does this before the fork: see ``forkstart``); None if the collector
     is gone."""
@@ -109,7 +113,7 @@ def open_for_child(path: str, line: bytes) -> socket.socket | None:
     return sock
 
 
-def adopt(path: str, sock: socket.socket) -> None:
+def adopt(path: str, sock: _socket.socket) -> None:
     """In a fork child: make the connection its starter opened for it this process's own."""
     global _path, _sock
     with _lock:
@@ -188,11 +192,16 @@ def close() -> None:
 def _after_fork_in_child() -> None:
     # The inherited socket belongs to the parent: close our copy (without
     # shutdown(), which would end the parent's stream too) and start afresh.
-    global _lock, _warned, _defaults
-    _lock = threading.RLock()
+    global _warned, _defaults, _sock
+    _lock._at_fork_reinit()  # type: ignore[attr-defined]  # held by another thread?
     _warned = False
     _defaults = None
-    _drop()
+    if _sock is not None:
+        try:
+            _sock.close()
+        except OSError:  # pragma: no cover - closing a broken socket
+            pass
+        _sock = None
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

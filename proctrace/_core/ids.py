@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
-import random
+from collections.abc import Iterator
 from typing import NamedTuple
 
 # This process's pid, kept up to date across os.fork(): os.getpid() is a system call, and
 # a pool task would otherwise make two.
 _pid = [os.getpid()]
+# Random ids are cut from os.urandom 4096 bytes at a time, as 16 hex digits each: one
+# system call per 512 ids, and no ``random`` module (its own fork handler would reseed it
+# in every fork child). ``next()`` on the list iterator is atomic under the GIL: no two
+# threads get the same one.
+_words: Iterator[str] = iter(())
+_words_pid = 0  # the process they were drawn in: a fork child's are its parent's, not its own
+_ZERO = "0" * 16
 
 
 def _forked() -> None:
@@ -31,18 +38,29 @@ class SpanRef(NamedTuple):
     sampled: bool = True
 
 
-def new_id(nbytes: int) -> str:
-    """A random non-zero id as lowercase hex (W3C trace context form).
+def _word() -> str:
+    """16 random hex digits, not all zero."""
+    global _words, _words_pid
+    if _words_pid == _pid[0]:
+        for word in _words:
+            if word != _ZERO:
+                return word
+    # Not dropped at the fork: freeing the parent's 512 words would cost a fork child pages.
+    _words_pid = _pid[0]
+    text = os.urandom(4096).hex()
+    _words = iter([text[i : i + 16] for i in range(0, len(text), 16)])
+    return _word()
 
-    ``random`` is reseeded from the OS in every fork child (CPython does that at
-    fork), so ids do not repeat across processes; it is many times cheaper than
-    ``os.urandom``, a system call per id.
-    """
-    bits = nbytes * 8
+
+def new_id(nbytes: int) -> str:
+    """A random non-zero id of ``nbytes`` (8, or up to 16) as lowercase hex (the W3C trace
+    context form), from the operating system's random source."""
+    if nbytes == 8:
+        return _word()
     while True:
-        value = random.getrandbits(bits)
-        if value:
-            return format(value, f"0{nbytes * 2}x")
+        text = (_word() + _word())[: nbytes * 2]
+        if text.strip("0"):
+            return text
 
 
 _HEX = frozenset("0123456789abcdef")

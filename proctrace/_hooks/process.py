@@ -23,6 +23,20 @@ from . import pools, registry, targets
 _Base = process.BaseProcess
 
 
+_carrier: Any = None
+
+
+def _starter() -> Any:
+    """``proctrace._starter.carrier``, imported on first use (an import statement run on
+    every call costs each call a walk through the import system)."""
+    global _carrier
+    if _carrier is None:
+        from .._starter import carrier
+
+        _carrier = carrier
+    return _carrier
+
+
 def installed() -> bool:
     return registry.patched(_Base, "start")
 
@@ -35,33 +49,37 @@ def install() -> None:
 
     @functools.wraps(original_start)
     def start(self: process.BaseProcess) -> None:
-        from .._starter import carrier as _carrier
-
-        carrier, wrap = _carrier.capture(
+        starter = _starter()
+        carrier, wrap = starter.capture(
             self,
             instrumenting=registry.instrumenting(),
             pool_parent=pools.spawning_parent(self),
             decorated=registry.decorated(),
         )
+        if carrier is None:
+            original_start(self)
+            return
         run = None
         if wrap is not None and self._target is None:  # type: ignore[attr-defined]
             # A subclass's own run(): the child finds the stand-in on the object itself.
             run = self.__dict__["run"] = targets.RunMethod(wrap)
         elif wrap is not None:
             self._target = targets.ProcessTarget(self._target, wrap)  # type: ignore[attr-defined]
-        if carrier is not None:
-            setattr(self, names.CARRIER_ATTR, carrier)
+        self.__dict__[names.CARRIER_ATTR] = carrier
         try:
             original_start(self)  # pickles the object (spawn, forkserver) or forks
         except BaseException as exc:
-            if carrier is not None:
-                _carrier.announce(self, carrier, failed=f"{type(exc).__name__}: {exc}")
+            starter.announce(self, carrier, failed=f"{type(exc).__name__}: {exc}")
             raise
         finally:
             if run is not None and self.__dict__.get("run") is run:
                 del self.__dict__["run"]  # here, run() is the class's own again
-        if carrier is not None:
-            _carrier.announce(self, carrier)
+        # A fork child's start was prepared: its pid goes on its connection, nothing else.
+        prepared = carrier.get("fork")
+        if prepared is not None:
+            prepared.forked(self._popen.pid)  # type: ignore[attr-defined]
+        else:
+            starter.announce(self, carrier)
 
     def signaller(name: str, signum: int) -> Any:
         send_signal = registry.original(_Base, name)
@@ -70,9 +88,7 @@ def install() -> None:
         def method(self: process.BaseProcess) -> None:
             # The child dies of the signal's default action, as without proctrace;
             # the collector learns here why its connection is about to end.
-            from .._starter import carrier as _carrier
-
-            _carrier.report(self, "signal", signum)
+            _starter().report(self, "signal", signum)
             send_signal(self)
 
         return method
@@ -82,11 +98,11 @@ def install() -> None:
     @functools.wraps(original_join)
     def join(self: process.BaseProcess, timeout: float | None = None) -> None:
         original_join(self, timeout)
-        code = self.exitcode
-        if code is not None:
-            from .._starter import carrier as _carrier
-
-            _carrier.report(self, "exited", code)
+        carrier = self.__dict__.get(names.CARRIER_ATTR)
+        if carrier is not None:
+            code = self.exitcode
+            if code is not None:
+                _starter().report(self, "exited", code)
 
     registry.patch(_Base, "terminate", signaller("terminate", 15))
     registry.patch(_Base, "kill", signaller("kill", 9))

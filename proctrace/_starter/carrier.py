@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
+import types
 from multiprocessing import context as mp_context
 from multiprocessing import process
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,47 @@ def overridden_run(proc: Any) -> Any:
     return None if run is None or run is process.BaseProcess.run else run
 
 
+class _Route:
+    """What every fork child of one ``@traced`` function started under one span here shares:
+    its carrier but for the span's id and start, and the plan its start is prepared from."""
+
+    __slots__ = ("carrier", "plan", "runtime")
+
+    def __init__(self, carrier: dict[str, Any], plan: _forkstart.Plan, runtime: object) -> None:
+        self.carrier = carrier
+        self.plan = plan
+        self.runtime = runtime
+
+
+# Routes by (target, what is current here, instrumenting): a program that starts many
+# children of one function from one place finds its way at once (see ``_routed``).
+_routes: dict[tuple[Any, Any, bool], _Route] = {}
+_MAX_ROUTES = 64
+
+
+def _routed(proc: Any, instrumenting: bool) -> dict[str, Any] | None:
+    """The carrier of a fork child started like one before it (same function, same span
+    current here, same run), its start prepared; None when there is no such route.
+
+    Every object the starter touches per child costs a page fault in the next fork, so
+    this path is short: one lookup, a copy of the carrier, the child's own values."""
+    target = proc.__dict__.get("_target")
+    if type(target) is not types.FunctionType:
+        return None
+    route = _routes.get((target, _span.current_key(), instrumenting))
+    if (
+        route is None
+        or route.runtime is not _run.runtime_here()
+        or start_method_of(proc) != "fork"
+    ):
+        return None
+    carrier = route.carrier.copy()
+    carrier["span"] = new_id(8)
+    carrier["start"] = time.time_ns()
+    _forkstart.prepare(route.plan, proc, proc._args, proc._kwargs, carrier)
+    return carrier
+
+
 def capture(
     proc: Any, *, instrumenting: bool, pool_parent: str | None, decorated: bool
 ) -> tuple[dict[str, Any] | None, TraceSpec | None]:
@@ -72,6 +114,10 @@ def capture(
     worker, under ``instrument()``, or once the run is under way (so that the
     traced grandchildren of an undecorated child still link up).
     """
+    if pool_parent is None:
+        routed = _routed(proc, instrumenting)
+        if routed is not None:
+            return routed, None
     here = inherited()
     target = getattr(proc, "_target", None)
     if target is None:  # a Process subclass's own run() is what the child runs
@@ -95,6 +141,7 @@ def capture(
             return None, None
         settings = runtime.settings_dict
         socket_path = runtime.socket_path
+    key = _span.current_key()
     parent = (
         (parse_traceparent(pool_parent) if pool_parent else None)
         or _span.current_ids()
@@ -119,12 +166,27 @@ def capture(
         "sampled": parent.sampled,
     }
     if spec is not None:  # the child will have a span: choose its id here
+        template = carrier.copy()
         carrier["span"] = new_id(8)
         carrier["name"] = span_name(resolve(target)[0], spec) if target else spec.name or "?"
         carrier["quiet_term"] = spec.terminate_is_normal
         carrier["start"] = time.time_ns()
         if carrier["start_method"] == "fork" and target is not None:
-            _child_run.prepare_fork(proc, *_call_of(proc, target), spec, carrier)
+            plan = _child_run.prepare_fork(proc, *_call_of(proc, target), spec, carrier)
+            if (
+                plan is not None
+                and wrap is None
+                and pool_parent is None
+                and type(target) is types.FunctionType
+                and getattr(proc, "_target", None) is target
+            ):
+                template["name"] = carrier["name"]
+                template["quiet_term"] = carrier["quiet_term"]
+                if len(_routes) >= _MAX_ROUTES:
+                    _routes.clear()
+                _routes[(target, key, instrumenting)] = _Route(
+                    template, plan, _run.runtime_here()
+                )
     return carrier, wrap
 
 
@@ -145,8 +207,9 @@ def announce(proc: Any, carrier: dict[str, Any], failed: str | None = None) -> N
     the starter prepared has its span opened already, on its own connection (see
     ``forkstart``): the starter only lets go of that connection. ``failed``: what
     ``start()`` raised."""
-    if _forkstart.KEY in carrier:
-        _forkstart.started(carrier, proc.pid, failed)
+    if _forkstart.KEY in carrier:  # the child's start was prepared, its span opened
+        if failed:
+            _forkstart.started(carrier, failed)
         return
     if failed or "span" not in carrier or not carrier.get("sampled", True):
         return

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .._child import span as _span
 from .._child import wire as _wire
 from .._core import config as _config
+from .._core import ids as _ids
 from .._core import names
 from .._core import onimport as _onimport
 from .._core.ids import SpanRef, new_id
@@ -220,6 +221,12 @@ def active() -> bool:
     return _runtime is not None and _runtime.pid == os.getpid()
 
 
+def runtime_here() -> Runtime | None:
+    """The run this process set up, if any (without setting one up)."""
+    runtime = _runtime
+    return runtime if runtime is not None and runtime.pid == _ids.pid() else None
+
+
 def configure(settings: _config.Settings) -> None:
     global _configured
     with _lock:
@@ -288,8 +295,15 @@ def _schedule_exit() -> None:
     """
     from multiprocessing import util
 
-    util.Finalize(None, _report_daemons, exitpriority=0)
-    util.Finalize(None, _at_exit, exitpriority=-(2**31))
+    # Kept here too: a fork child clears multiprocessing's registry of them, and would
+    # otherwise free them there, touching every page they are on.
+    _finalizers[:] = [
+        util.Finalize(None, _report_daemons, exitpriority=0),
+        util.Finalize(None, _at_exit, exitpriority=-(2**31)),
+    ]
+
+
+_finalizers: list[Any] = []
 
 
 def _report_daemons() -> None:
