@@ -71,10 +71,10 @@ if __name__ == "__main__":
         out["child_faults"] = (c1.ru_minflt - c0.ru_minflt) / n
         out["parent_faults"] = (s1.ru_minflt - s0.ru_minflt) / n
     elif mode == "lines":  # n rounds of 16 children at once, timing the lock in each
-        from proctrace._child import logs
+        from proctrace._child import lines
         import multiprocessing.util
         spent = {"lock": 0.0, "line": 0.0, "lines": 0}
-        lockf, msg = logs.fcntl.lockf, logs.LineWriter.msg
+        lockf, msg = lines.fcntl.lockf, lines.write_line
 
         def timed_lockf(*a):
             t0 = time.perf_counter()
@@ -83,15 +83,15 @@ if __name__ == "__main__":
             finally:
                 spent["lock"] += time.perf_counter() - t0
 
-        def timed_msg(self, message):
+        def timed_msg(data):
             t0 = time.perf_counter()
             try:
-                return msg(self, message)
+                return msg(data)
             finally:
                 spent["line"] += time.perf_counter() - t0
                 spent["lines"] += 1
 
-        logs.fcntl.lockf, logs.LineWriter.msg = timed_lockf, timed_msg
+        lines.fcntl.lockf, lines.write_line = timed_lockf, timed_msg
         main_pid, path = os.getpid(), sys.argv[4]
 
         def dump():
@@ -102,7 +102,7 @@ if __name__ == "__main__":
 
         # A child drops its parent's finalizers at the fork: each registers its own.
         multiprocessing.util.register_after_fork(
-            logs, lambda _: multiprocessing.util.Finalize(None, dump, exitpriority=10)
+            lines, lambda _: multiprocessing.util.Finalize(None, dump, exitpriority=10)
         )
         for r in range(n):
             procs = [ctx.Process(target=work, args=(r * 16 + k,)) for k in range(16)]

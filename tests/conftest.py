@@ -78,12 +78,16 @@ def reset_proctrace() -> None:
 def _reset_program_routes() -> None:
     """Forget the routes of the program's own API spans and log records (``follow_program``),
     and put back the logging record factory and ``Logger.makeRecord`` if proctrace set them."""
-    from proctrace._child import run as child_run
+    from proctrace._child import follow, forkplan, logs
     from proctrace._child import span as child_span
+    from proctrace._starter import carrier
 
-    child_run._followed = None
+    follow._program.clear()
     child_span._api_callbacks.clear()
     child_span._watching = False  # its import hook went with the others above
+    logs._watching_structlog = False  # so did this one
+    carrier._routes.clear()  # the fork children's routes and plans, of a run now gone
+    forkplan._plans.clear()
     stdlog = sys.modules.get("proctrace._child.stdlog")
     if stdlog is not None:
         stdlog.uninstall()

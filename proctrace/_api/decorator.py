@@ -8,12 +8,16 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
+from .._child import forked as _forked
+from .._child import forkstart as _forkstart
 from .._child import run as _run
 from .._child import span as _span
+from .._core.names import CARRIER_ATTR
 from .._core.spec import TraceSpec
 from .._hooks import install as _hooks
 from .._hooks import registry
 
+_current_process = multiprocessing.current_process
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -98,7 +102,12 @@ def call(
     target: Callable[..., Any], spec: TraceSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]
 ) -> Any:
     """The ``@traced`` wrapper's body: a process span for the process target, else a span."""
-    proc = multiprocessing.current_process()
+    proc = _current_process()
+    carrier = proc.__dict__.get(CARRIER_ATTR)
+    if carrier is not None and _forkstart.KEY in carrier:
+        # A fork child whose start its starter prepared, and this its target (the first
+        # traced call takes it): the short way, as few objects touched as can be.
+        return _forked.run(proc, carrier.pop(_forkstart.KEY), target, args, kwargs)
     carrier = _run.carrier_of(proc)
     if _run.is_process_target(proc, carrier):
         assert carrier is not None

@@ -12,9 +12,6 @@ from .._core import ids as _ids
 from .._core import onimport as _onimport
 from . import span as _span
 
-# (pid, settings) follow_program() last ran for.
-_followed: tuple[int, int] | None = None
-
 
 def follow_program(
     settings: _config.Settings, start_run: Callable[[], object] | None = None, *, child: bool
@@ -26,35 +23,35 @@ def follow_program(
     become span events (``stdlog``), once it has imported ``logging``. Neither is loaded
     before: a child that uses neither pays for neither. ``start_run`` (main program only)
     sets the run up should a first span end before any process started."""
-    global _followed
-    key = (_ids.pid(), id(settings))
-    if _followed == key:
-        return
-    if child and _program and _program[0] == settings:
-        # A fork child of a process that followed the program with these settings: the
-        # hooks it put in place are this process's too; only the API needs telling, now
-        # if it is loaded, else when it is (the settings are the same: logging is set).
-        _followed = key
-        _program[1:] = [None, True]
-        if "opentelemetry.trace" in sys.modules:
-            _provide()
-        return
-    _followed = key
-    _program[:] = [settings, start_run, child]
+    program = _program
+    if program and program[0] == settings:
+        if program[2] == _ids.pid():
+            return  # followed in this process already
+        if child:
+            # A fork child of a process that followed the program with these settings: the
+            # hooks it put in place are this process's too, and tell a child by its pid
+            # (``_provide``); the API needs telling now only if it is loaded already.
+            if "opentelemetry.trace" in sys.modules:
+                program[1:] = [None, _ids.pid(), True]
+                _provide()
+            return
+    _program[:] = [settings, start_run, _ids.pid(), child]
     _span.when_api_loaded("provider", _provide)
     _onimport.when_imported("logging", _log_records)
 
 
-# [settings, start_run, child]: what follow_program() last ran with. The hooks it registered
-# (one per module) read them when they fire.
+# [settings, start_run, pid, child]: what follow_program() last ran with, in which process.
+# The hooks it registered (one per module) read them when they fire; in a fork child of
+# that process (another pid) they act for a child, without the main program's start_run.
 _program: list[Any] = []
 
 
 def _provide() -> None:
     from . import otel
 
-    settings, start_run, child = _program
-    otel.provide(settings, start_run, child=child)
+    settings, start_run, pid, child = _program
+    here = pid == _ids.pid()
+    otel.provide(settings, start_run if here else None, child=child or not here)
 
 
 def _log_records(module: object) -> None:

@@ -12,11 +12,8 @@ would, and configures structlog the moment the program imports it.
 
 from __future__ import annotations
 
-import _thread
-import fcntl
 import json
 import os
-import select
 import sys
 import time
 from collections.abc import Iterable, MutableMapping
@@ -26,7 +23,9 @@ from typing import Any
 from .._core import onimport as _onimport
 from .._core import redact as _args
 from .._core.names import DROPPED_LOG_EVENTS
+from . import lines as _lines
 from . import span as _span
+from .lines import LineWriter, LineWriterFactory
 
 # Keys of the process this is, set once when its traced target starts.
 _process_keys: dict[str, Any] = {}
@@ -49,38 +48,6 @@ def add_process_context(
         event_dict.setdefault("trace_id", ids[0])
         event_dict.setdefault("span_id", ids[1])
     return event_dict
-
-
-_lock_path: str | None = None
-# An open descriptor of the lock file. POSIX record locks belong to the process that takes
-# them, not to the descriptor, so fork children can use the one they inherit.
-_lock_fd: int | None = None
-_thread_lock = _thread.allocate_lock()
-
-
-def _after_fork_in_child() -> None:
-    _thread_lock._at_fork_reinit()  # type: ignore[attr-defined]  # held by another thread?
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def set_lock_path(path: str | None) -> None:
-    """A file the run's processes lock around each line they write to the shared stderr."""
-    global _lock_path, _lock_fd
-    if path != _lock_path:
-        _lock_path, _lock_fd = path, None
-
-
-def _locked_fd() -> int | None:
-    global _lock_fd
-    if _lock_path is None:
-        return None
-    if _lock_fd is None:
-        # In the run's private (0700) directory; never through a link all the same.
-        # Read and write: a shared (read) lock needs a descriptor open for reading.
-        _lock_fd = os.open(_lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    return _lock_fd
 
 
 MAX_SPAN_EVENTS = 128
@@ -163,55 +130,6 @@ def relayed_by_structlog(logger: Any) -> bool:
 _PRIMITIVE = (str, int, float, bool)
 
 
-_PIPE_BUF = getattr(select, "PIPE_BUF", 512)  # 4096 on Linux; POSIX guarantees 512
-
-
-class LineWriter:
-    """A structlog logger that writes each rendered event as one whole line.
-
-    Many children share one stderr pipe. A single write of up to PIPE_BUF
-    (4096) bytes is whole, but a longer one (a traceback, say) can be split by
-    any other process's write, short or long. So a longer line is written holding
-    a POSIX lock on a file of the run that all its processes share, exclusively,
-    and a short one holding that lock shared: short lines never wait for each
-    other (with 16 children logging at once, an exclusive lock for every line
-    cost each line about 0.5 ms of waiting), only for a long line being written.
-    A thread lock keeps the threads of one process in turn.
-    """
-
-    def msg(self, message: str) -> None:
-        write_line((message + "\n").encode("utf-8", "backslashreplace"))
-
-    log = debug = info = warn = warning = error = err = critical = exception = fatal = msg
-
-
-def write_line(data: bytes) -> None:
-    """Write one whole line (``data`` ends with its newline) to stderr (see ``LineWriter``)."""
-    try:
-        with _thread_lock:
-            lock = _locked_fd()
-            if lock is None:
-                _write(data)
-                return
-            fcntl.lockf(lock, fcntl.LOCK_SH if len(data) <= _PIPE_BUF else fcntl.LOCK_EX)
-            try:
-                _write(data)
-            finally:
-                fcntl.lockf(lock, fcntl.LOCK_UN)
-    except OSError:  # stderr closed: logging must never break the task
-        pass
-
-
-def _write(data: bytes) -> None:
-    while data:
-        data = data[os.write(2, data) :]
-
-
-class LineWriterFactory:
-    def __call__(self, *args: Any) -> LineWriter:
-        return LineWriter()
-
-
 def uses_json(log_format: str) -> bool:
     """True when proctrace's lines are JSON (``auto``: when stderr is not a terminal)."""
     return _use_json(log_format)
@@ -251,15 +169,13 @@ def configure(
         watch_structlog()
 
 
-def forked(settings: Any, keys: dict[str, Any], json_lines: bool) -> None:
-    """``configure()`` and ``set_process_keys()`` in a fork child its starter prepared:
-    the starter watches for structlog's import already (``watch_structlog``), and said
-    whether the lines are JSON (``json_lines``)."""
-    global _configured_pid, _log_format, _log_events, _max_repr, _quiet, _process_keys
+def forked(keys: dict[str, Any], json_lines: bool) -> None:
+    """``configure()`` and ``set_process_keys()`` in a fork child its starter prepared: the
+    starter set the settings' part (``warm``) and watches for structlog's import already
+    (``watch_structlog``), and said whether the lines are JSON (``json_lines``)."""
+    global _configured_pid, _process_keys
     _process_keys = keys
     _configured_pid = keys["pid"]
-    _log_format, _log_events = settings.log_format, settings.log_events
-    _max_repr, _quiet = settings.max_repr, settings.quiet
     if not json_lines or "structlog" in sys.modules:
         _configure_structlog()
     elif not _watching_structlog:
@@ -356,13 +272,17 @@ def prepare(log_format: str) -> list[Any]:
     return chain
 
 
-def warm(lock_path: str) -> None:
-    """Open the lock file and run the native renderer once, without writing: a fork child
-    then inherits both ready instead of doing that work in every child."""
-    if lock_path == _lock_path and _lock_fd is not None:
+def warm(lock_path: str, settings: Any) -> None:
+    """Before a fork: open the lock file, run the native renderer once without writing, and
+    set the settings ``configure()`` would set: a fork child inherits all three ready,
+    instead of doing that work in every child. (In a process whose logging proctrace did not
+    configure, those settings are read by nothing.)"""
+    global _log_format, _log_events, _max_repr, _quiet
+    if _configured_pid != os.getpid():
+        _log_format, _log_events = settings.log_format, settings.log_events
+        _max_repr, _quiet = settings.max_repr, settings.quiet
+    if not _lines.warm(lock_path):
         return  # done for this run already
-    set_lock_path(lock_path)
-    _locked_fd()
     _render("info", "warm-up", None, {"args": [], "kwargs": {}}, attach=False)
 
 
@@ -397,24 +317,6 @@ def rendered_here(log_format: str) -> bool:
     )
 
 
-def timestamp() -> str:
-    """The ``timestamp`` of a line, as structlog's ``TimeStamper(fmt="iso", utc=True)``."""
-    return _timestamp(time.time_ns())
-
-
-def timestamp_of(ns: int) -> bytes:
-    """``timestamp()`` at ``ns`` as the JSON string a line holds."""
-    return b'"%s"' % _timestamp(ns).encode()
-
-
-def _timestamp(ns: int) -> str:
-    # Without the datetime module (a smaller program forks faster): the same text as
-    # datetime.now(UTC).isoformat(), which leaves out a zero fraction.
-    seconds, micros = divmod(ns // 1000, 1_000_000)
-    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-    return f"{text}.{micros:06d}Z" if micros else f"{text}Z"
-
-
 def _render(
     level: str,
     event: str,
@@ -429,7 +331,7 @@ def _render(
     if attach:
         attach_to_span(None, level, event_dict)
     event_dict["level"] = level
-    event_dict["timestamp"] = timestamp()
+    event_dict["timestamp"] = _lines.timestamp()
     if exc_info is not None:
         import traceback  # loaded on the first failure, not by every traced program
 

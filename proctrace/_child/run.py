@@ -23,8 +23,12 @@ from .._core import names
 from .._core import redact as _args
 from .._core.ids import SpanRef, parse_traceparent
 from .._core.spec import TraceSpec, function_name, span_name
+from . import forked as _forked
+from . import forkplan as _forkplan
 from . import forkstart as _forkstart
+from . import lines as _lines
 from . import logs as _logs
+from . import outcome as _outcome
 from . import span as _span
 from . import usage as _usage
 from . import wire as _wire
@@ -33,13 +37,12 @@ from .follow import follow_program
 _settings_cache: tuple[int, _config.Settings] | None = None
 
 
-def _exit_code(exc: SystemExit) -> int:
-    # The same rule as multiprocessing's BaseProcess._bootstrap.
-    if exc.code is None:
-        return 0
-    if isinstance(exc.code, int):
-        return exc.code
-    return 1
+def seed_settings(raw: dict[str, Any], settings: _config.Settings) -> None:
+    """``settings`` is what ``raw`` decodes to (the run's own, in the process that set it up):
+    carriers made from ``raw`` give that very object, which fork children compare by
+    identity (``follow_program``)."""
+    global _settings_cache
+    _settings_cache = (id(raw), settings)
 
 
 def carrier_settings(carrier: dict[str, Any]) -> _config.Settings:
@@ -58,7 +61,7 @@ def prepare_fork(
     kwargs: Mapping[str, Any],
     spec: TraceSpec,
     carrier: dict[str, Any],
-) -> _forkstart.Plan | None:
+) -> _forkplan.Plan | None:
     """Do in the starter what every fork child would otherwise do again: decode the
     settings, build the log chain, and prepare the child's start (``forkstart``). Returns
     the plan the child was prepared from, for the children like it (``forkstart.prepare``)."""
@@ -67,8 +70,8 @@ def prepare_fork(
         _logs.prepare(settings.log_format)
     else:
         _logs.watch_structlog()  # each child would otherwise put its own hook in place
-    _logs.warm(_lock_path(carrier))
-    plan = _forkstart.plan_for(target, spec, carrier, settings)
+    _logs.warm(_lock_path(carrier), settings)
+    plan = _forkplan.plan_for(target, spec, carrier, settings)
     if plan is not None:
         _forkstart.prepare(plan, proc, args, kwargs, carrier)
     return plan
@@ -209,18 +212,6 @@ def open_call(
     )
 
 
-INTERRUPTED = "interrupted (KeyboardInterrupt)"
-
-
-def failed_status(span: _span.Span, exc: BaseException) -> tuple[int, str]:
-    """ERROR, with the ``exception`` event; Ctrl-C (KeyboardInterrupt) is said plainly."""
-    if isinstance(exc, KeyboardInterrupt):
-        return _span.STATUS_ERROR, INTERRUPTED
-    if span.sampled:
-        span.record_exception(exc)
-    return _span.STATUS_ERROR, f"{type(exc).__name__}: {exc}"
-
-
 def run_call(
     target: Callable[..., Any],
     spec: TraceSpec,
@@ -251,7 +242,7 @@ def run_call(
         with _span.activate(span):
             return target(*args, **kwargs)
     except BaseException as exc:
-        status, message = failed_status(span, exc)
+        status, message = _outcome.failed_status(span, exc)
         raise
     finally:
         cpu = round(time.thread_time() - cpu, 6)
@@ -277,7 +268,7 @@ async def await_call(
         with _span.activate(span):
             return await target(*args, **kwargs)
     except BaseException as exc:
-        status, message = failed_status(span, exc)
+        status, message = _outcome.failed_status(span, exc)
         raise
     finally:
         span.end(status, message)
@@ -292,10 +283,10 @@ def run_process(
 ) -> Any:
     """The child's own span around its target, with its start and end logs."""
     proc = multiprocessing.current_process()
+    prepared = carrier.pop(_forkstart.KEY, None)
+    if prepared is not None:  # a fork child: its start was done by its starter
+        return _forked.run(proc, prepared, target, args, kwargs)
     setattr(proc, names.ENTERED_ATTR, True)
-    prepared = _forkstart.take(carrier)  # a fork child: its start was done by its starter
-    if prepared is not None:
-        return _run_forked(prepared, target, args, kwargs)
     settings = carrier_settings(carrier)
     parent = parse_traceparent(carrier["traceparent"])
     if settings.disabled or parent is None:
@@ -308,7 +299,7 @@ def run_process(
         settings.log_format, settings.log_events, settings.max_repr, settings.quiet
     )
     follow_program(settings, child=True)
-    _logs.set_lock_path(_lock_path(carrier))
+    _lines.set_lock_path(_lock_path(carrier))
     _logs.set_process_keys(
         process_name=attributes[names.PROCESS_NAME],
         pid=attributes[names.PID],
@@ -334,13 +325,13 @@ def run_process(
         try:
             return target(*args, **kwargs)
         except SystemExit as exc:
-            exit_code = _exit_code(exc)
+            exit_code = _outcome.exit_code(exc)
             if exit_code != 0:
                 status, message = _span.STATUS_ERROR, f"sys.exit({exc.code!r})"
             raise
         except BaseException as exc:
             failure, exit_code = exc, 1
-            status, message = failed_status(span, exc)
+            status, message = _outcome.failed_status(span, exc)
             raise
         finally:
             duration_ms = round((time.perf_counter() - started) * 1000, 3)
@@ -356,127 +347,3 @@ def run_process(
                 _logs.emit("info", "process finished", duration_ms=duration_ms, exit_code=exit_code)
             use = _usage.process_use(carrier["start_method"]) if span.sampled else {}
             span.end(status, message, {names.EXIT_CODE: exit_code, **use})
-
-
-def _run_forked(
-    prepared: _forkstart.Prepared,
-    target: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: Mapping[str, Any],
-) -> Any:
-    """``run_process()`` in a fork child whose start its starter prepared (``forkstart``).
-
-    The child fills in its pid and the times, and writes each line and the end record with
-    one ``bytes %`` format: every object it touches costs it a page copy. A target that
-    fails, exits, or logs span events of its own ends the general way."""
-    span = prepared.span
-    plan = prepared.plan
-    settings = plan.settings
-    pid = _ids.pid()
-    keys = prepared.keys
-    keys["pid"] = pid
-    _logs.forked(settings, keys, plan.json_lines)
-    follow_program(settings, child=True)
-    state = _span.enter(span)
-    started = time.perf_counter()
-    t1 = time.time_ns()
-    pid_text = b"%d" % pid
-    if prepared.started is not None:
-        _logs.write_line(prepared.started % {b"pid": pid_text, b"ts": _logs.timestamp_of(t1)})
-    elif not settings.quiet:
-        _logs.emit("info", "process started", args=prepared.args, kwargs=prepared.kwargs)
-        t1 = 0  # the event is a span event of its own already
-    if t1 and settings.log_events:
-        span.events.append(("process started", t1, _forkstart.PENDING))  # in the template
-    try:
-        result = target(*args, **kwargs)
-    except BaseException as exc:
-        _forked_failed(prepared, started, exc)
-        _span.leave(span, state)
-        raise
-    duration_ms = round((time.perf_counter() - started) * 1000, 3)
-    t2 = time.time_ns()
-    plain = len(span.events) == (1 if t1 and settings.log_events else 0) and not span.attributes
-    finished = prepared.finished
-    templated = settings.quiet or (
-        finished is not None and _logs.rendered_here(settings.log_format)
-    )
-    if plain and templated:
-        dur = repr(duration_ms).encode()
-        if finished is not None:
-            _logs.write_line(
-                finished % {b"pid": pid_text, b"ts": _logs.timestamp_of(t2), b"dur": dur}
-            )
-        use = _usage.forked_use()
-        if use is not None:
-            usage = {b"cu": use[0], b"cs": use[1], b"vcs": use[2], b"ics": use[3], b"rss": use[4]}
-            _wire.send_line(
-                prepared.end % {
-                    b"pid": pid_text, b"end": b"%d" % time.time_ns(), b"t1": b"%d" % t1,
-                    b"t2": b"%d" % t2, b"dur": dur, **usage,
-                }
-            )
-            _span.leave(span, state)
-            return result
-        _ended(prepared, duration_ms, _span.STATUS_UNSET, "", 0, t2, written=True)
-    else:
-        _ended(prepared, duration_ms, _span.STATUS_UNSET, "", 0, t2)
-    _span.leave(span, state)
-    return result
-
-
-def _forked_failed(prepared: _forkstart.Prepared, started: float, exc: BaseException) -> None:
-    """A prepared fork child's target raised (SystemExit included): the general end."""
-    duration_ms = round((time.perf_counter() - started) * 1000, 3)
-    if isinstance(exc, SystemExit):
-        exit_code = _exit_code(exc)
-        status, message = _span.STATUS_UNSET, ""
-        if exit_code:
-            status, message = _span.STATUS_ERROR, f"sys.exit({exc.code!r})"
-        _ended(prepared, duration_ms, status, message, exit_code, time.time_ns())
-        return
-    status, message = failed_status(prepared.span, exc)
-    _ended(prepared, duration_ms, status, message, 1, time.time_ns(), failure=exc)
-
-
-def _ended(
-    prepared: _forkstart.Prepared,
-    duration_ms: float,
-    status: int,
-    message: str,
-    exit_code: int,
-    now: int,
-    *,
-    failure: BaseException | None = None,
-    written: bool = False,
-) -> None:
-    """End a prepared fork child's span the general way: its ``process started`` event made
-    whole, the last line written (unless ``written``), the end record encoded."""
-    span = prepared.span
-    settings = prepared.plan.settings
-    events = span.events
-    if events and events[0][2] is _forkstart.PENDING:  # the started event the template held
-        attrs = _logs.event_attributes(
-            [("args", prepared.args), ("kwargs", prepared.kwargs), *prepared.keys.items()],
-            "info",
-            settings.max_repr,
-        )
-        events[0] = (events[0][0], events[0][1], attrs)
-    if written:
-        if settings.log_events:
-            attrs = _logs.event_attributes(
-                [("duration_ms", duration_ms), ("exit_code", exit_code), *prepared.keys.items()],
-                "info",
-                settings.max_repr,
-            )
-            events.append(("process finished", now, attrs))
-    elif failure is not None:
-        _logs.emit(
-            "error", "process failed", exc_info=failure, duration_ms=duration_ms,
-            exit_code=exit_code,
-        )
-    else:
-        _logs.emit("info", "process finished", duration_ms=duration_ms, exit_code=exit_code)
-    use = _usage.process_use("fork")
-    use[names.PID] = prepared.keys["pid"]  # its start record, sent before the fork, had no pid
-    span.end(status, message, {names.EXIT_CODE: exit_code, **use})

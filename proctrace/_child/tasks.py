@@ -20,6 +20,7 @@ from .._core import names
 from .._core import redact as _args
 from .._core.ids import SpanRef
 from .._core.spec import TraceSpec, function_name, span_name, takes_self
+from . import outcome as _outcome
 from . import run as _run
 from . import span as _span
 from . import wire as _wire
@@ -123,7 +124,7 @@ def run(plan: _Plan, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
     except BaseException as exc:
         _span.leave(span, state)
         cpu = round(time.thread_time() - cpu, 6)
-        status, message = _run.failed_status(span, exc)
+        status, message = _outcome.failed_status(span, exc)
         _end(span, plan, shown_args, shown_kwargs, status, message, cpu)
         raise
     _span.leave(span, state)

@@ -34,7 +34,10 @@ _FORKED = ("fork", "forkserver")
 def prepare() -> None:
     """Load ``resource`` in the starter: fork children inherit it, the fork server preloads
     it. A spawn child does not import it (about 0.2 ms) unless the program did."""
-    import resource  # noqa: F401
+    global _getrusage
+    import resource
+
+    _getrusage = resource.getrusage
 
 
 def process_use(start_method: str | None) -> dict[str, Any]:
@@ -62,22 +65,32 @@ def process_use(start_method: str | None) -> dict[str, Any]:
     return attributes
 
 
-def forked_use() -> tuple[bytes, bytes, bytes, bytes, bytes] | None:
-    """``process_use("fork")`` as the text of its five values, in the order the attributes
-    are named there (CPU user, CPU system, switches voluntary, involuntary, peak); None
-    without a peak (the attribute is then left out: ``process_use``)."""
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+def forked_use() -> dict[bytes, bytes] | None:
+    """``process_use("fork")`` as the text of its values, by the holes of a fork child's end
+    record (``forkstart``): ``cu``, ``cs`` (CPU user, system), ``vcs``, ``ics`` (switches
+    voluntary, involuntary), ``rss`` (peak); None without a peak (``process_use`` then
+    leaves the attribute out)."""
+    usage = (_getrusage or _load())(_RUSAGE_SELF)
     if not usage.ru_maxrss:
         return None
-    return (
-        repr(round(usage.ru_utime, 6)).encode(),
-        repr(round(usage.ru_stime, 6)).encode(),
-        b"%d" % usage.ru_nvcsw,
-        b"%d" % usage.ru_nivcsw,
-        b"%d" % (usage.ru_maxrss * _MAXRSS_UNIT),
-    )
+    return {
+        # round(x, 6) as JSON writes it: "%.6f" is the same number, without the float.
+        b"cu": b"%.6f" % usage.ru_utime,
+        b"cs": b"%.6f" % usage.ru_stime,
+        b"vcs": b"%d" % usage.ru_nvcsw,
+        b"ics": b"%d" % usage.ru_nivcsw,
+        b"rss": b"%d" % (usage.ru_maxrss * _MAXRSS_UNIT),
+    }
+
+
+_RUSAGE_SELF = 0  # resource.RUSAGE_SELF on every platform that has it
+_getrusage: Any = None  # resource.getrusage, once prepare() loaded it
+
+
+def _load() -> Any:
+    import resource
+
+    return resource.getrusage
 
 
 def _from_proc() -> dict[str, Any]:

@@ -114,11 +114,10 @@ def open_for_child(path: str, line: bytes) -> _socket.socket | None:
 
 
 def adopt(path: str, sock: _socket.socket) -> None:
-    """In a fork child: make the connection its starter opened for it this process's own."""
+    """In a fork child, before its target runs: make the connection its starter opened for
+    it this process's own (the parent's copy was closed at the fork)."""
     global _path, _sock
-    with _lock:
-        _drop()
-        _path, _sock = path, sock
+    _path, _sock = path, sock
 
 
 def send(record: Mapping[str, Any]) -> bool:

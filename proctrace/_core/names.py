@@ -35,7 +35,6 @@ TASK_CPU = "proctrace.task.cpu_s"  # a call's (a pool task's) own CPU time, on i
 # Attributes proctrace sets on multiprocessing's process objects.
 CARRIER_ATTR = "_proctrace_carrier"  # the carrier, captured at start()
 ENTERED_ATTR = "_proctrace_entered"  # set once the child's process span is open
-REAPED_ATTR = "_proctrace_reaped"  # set once the starter reported the exit code
 POOL_PARENT_ATTR = "_proctrace_pool_parent"  # a pool worker's traceparent
 
 SCOPE = "proctrace"  # the instrumentation scope of proctrace's own spans

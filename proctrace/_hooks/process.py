@@ -102,7 +102,7 @@ def install() -> None:
         if carrier is not None:
             code = self.exitcode
             if code is not None:
-                _starter().report(self, "exited", code)
+                _starter().reaped(self, carrier, code)
 
     registry.patch(_Base, "terminate", signaller("terminate", 15))
     registry.patch(_Base, "kill", signaller("kill", 9))

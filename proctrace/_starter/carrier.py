@@ -17,6 +17,7 @@ from multiprocessing import context as mp_context
 from multiprocessing import process
 from typing import TYPE_CHECKING, Any
 
+from .._child import forkplan as _forkplan
 from .._child import forkstart as _forkstart
 from .._child import run as _child_run
 from .._child import span as _span
@@ -69,7 +70,7 @@ class _Route:
 
     __slots__ = ("carrier", "plan", "runtime")
 
-    def __init__(self, carrier: dict[str, Any], plan: _forkstart.Plan, runtime: object) -> None:
+    def __init__(self, carrier: dict[str, Any], plan: _forkplan.Plan, runtime: object) -> None:
         self.carrier = carrier
         self.plan = plan
         self.runtime = runtime
@@ -237,12 +238,26 @@ def announce(proc: Any, carrier: dict[str, Any], failed: str | None = None) -> N
 def report(proc: Any, kind: str, value: int) -> None:
     """Tell the collector the starter signalled (``signal``) or reaped (``exited``) a child."""
     carrier = _child_run.carrier_of(proc)
-    if carrier is None or "span" not in carrier or not carrier.get("sampled", True):
+    if carrier is None:
         return
     if kind == "exited":
-        if getattr(proc, names.REAPED_ATTR, False):
-            return
-        setattr(proc, names.REAPED_ATTR, True)
-    _wire.send_report("exited" if kind == "exited" else "signal", carrier["span"], value, proc.pid)
-    if kind == "exited":
+        reaped(proc, carrier, value)
+    elif "span" in carrier and carrier.get("sampled", True):
+        _wire.send_report("signal", carrier["span"], value, proc.pid)
+
+
+def reaped(proc: Any, carrier: dict[str, Any], code: int) -> None:
+    """Tell the collector the exit code ``join()`` saw (once per child). Short: the starter
+    runs it for every child it joins."""
+    if REAPED in carrier or "span" not in carrier or not carrier.get("sampled", True):
+        return
+    carrier[REAPED] = True
+    _wire.send_line(
+        b'{"k":"exited","span":"%s","value":%d,"pid":%d}\n'
+        % (carrier["span"].encode(), code, proc._popen.pid)
+    )
+    if _run.in_process_collector:
         _run.wait_delivered(carrier["span"], JOIN_WAIT)
+
+
+REAPED = "reaped"  # the carrier's key once the exit code was reported

@@ -15,6 +15,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
+from .._child import run as _child_run
 from .._child import span as _span
 from .._child import wire as _wire
 from .._core import config as _config
@@ -64,6 +65,7 @@ class Runtime:
         self.pid = os.getpid()
         self.settings = settings
         self.settings_dict = settings.to_dict()
+        _child_run.seed_settings(self.settings_dict, settings)
         self.directory = private_directory()  # mode 0700
         self.socket_path = os.path.join(self.directory, "collector.sock")
         self.agent: AgentProcess | None = None
@@ -117,7 +119,9 @@ class Runtime:
                 record = decode(record)
             processor.on_end(convert.to_span(record, resource))
 
+        global in_process_collector
         self.collector = Collector(listener, deliver, in_process=True)
+        in_process_collector = True
         self.collector_thread = threading.Thread(
             target=self.collector.serve, name="proctrace-collector", daemon=True
         )
@@ -304,6 +308,9 @@ def _schedule_exit() -> None:
 
 
 _finalizers: list[Any] = []
+# True once a run of this program has its collector as a thread (the application's own
+# provider): join() then waits for the child's span to reach it.
+in_process_collector = False
 
 
 def _report_daemons() -> None:

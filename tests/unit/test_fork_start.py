@@ -15,11 +15,11 @@ import time
 import pytest
 
 from proctrace._agent import fates as _fates
-from proctrace._child import forkstart, logs
+from proctrace._child import forkplan, forkstart, lines, logs
 from proctrace._child import span as _span
 from proctrace._core import config, names
-from proctrace._core.redact import positional_names
-from proctrace._core.spec import code_parameters, takes_self
+from proctrace._core.redact import describe, positional_names
+from proctrace._core.spec import TraceSpec, code_parameters, takes_self
 from proctrace._starter.run import private_directory
 
 START = {"span": "s1", "trace": "t" * 32, "parent": None, "name": "n", "start": 1, "attrs": {}}
@@ -70,7 +70,7 @@ def test_timestamps_are_what_datetime_isoformat_writes(monkeypatch, micros):
         datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC).replace(microsecond=micros)
         .isoformat().replace("+00:00", "Z")
     )
-    assert logs.timestamp() == expected
+    assert lines.timestamp() == expected
 
 
 class _Owner:
@@ -135,42 +135,136 @@ def _umask() -> int:
     return mask
 
 
-def test_a_prepared_line_is_the_line_the_child_would_render(monkeypatch):
-    """The lines a starter renders for a fork child up to the pid and the times are, once
-    filled in, exactly those _render() writes, and the span event the same."""
-    settings = config.Settings("svc", ("file",), "grpc", None, log_format="json")
-    process_keys = {
-        "process_name": "P-1", "pid": forkstart._MARK.format("pid"), "ppid": 10,
-        "start_method": "fork", "function": "m.f",
+class _Proc:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _traced_fn(x, y="", *rest, token=None, **more):
+    return x
+
+
+# Values that a template must not take for its own: '%', quotes, non-ASCII, a hole's text.
+_NAME = 'P-%d "1" \u00fc \x00\x01pid\x01\x00'
+_ARGS = (1, "a%sb \x00\x01ts\x01\x00", {"token": "x", "k": [1, 2]})
+_KWARGS = {"key1": "v%%", "password": "p", "ünï": 3}
+
+
+def _prepared(tmp_path, monkeypatch, **settings_kw):
+    """A fork child's start prepared against a real listening socket; (prepared, the start
+    record as the collector read it, settings)."""
+    import socket as _socket
+
+    monkeypatch.setattr(logs, "rendered_here", lambda log_format: True)
+    path = str(tmp_path / "c.sock")
+    listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    settings = config.Settings("svc", ("file",), "grpc", None, log_format="json", **settings_kw)
+    carrier = {
+        "traceparent": f"00-{'a' * 32}-{'b' * 16}-01", "socket": path,
+        "settings": settings.to_dict(), "starter_pid": 42, "start_method": "fork",
+        "instrument": False, "sampled": True, "span": "c" * 16, "name": "_traced_fn",
+        "quiet_term": False, "start": 1234,
     }
-    ids = ("a" * 32, "b" * 16)
-    line = forkstart.Line(
-        "info", "process finished",
-        {"duration_ms": forkstart._MARK.format("duration_ms"),
-         "exit_code": forkstart._MARK.format("exit_code")},
-        process_keys, ids, settings,
-    )
-    written = []
-    monkeypatch.setattr(logs.LineWriter, "msg", lambda self, text: written.append(text))
-    span = _span.Span("f", ids[0], None, {}, announce=False, span_id=ids[1])
-    line.emit(span, {"pid": 77, "duration_ms": 0.5, "exit_code": 0})
+    plan = forkplan.plan_for(_traced_fn, TraceSpec(), carrier, settings)
+    assert plan is not None
+    forkstart.prepare(plan, _Proc(_NAME), _ARGS, _KWARGS, carrier)
+    prepared = carrier[forkstart.KEY]
+    conn, _ = listener.accept()
+    start = json.loads(conn.recv(65536))
+    for sock in (conn, listener, prepared.sock):
+        sock.close()
+    forkstart._in_flight.clear()
+    return prepared, start, settings
+
+
+def test_a_prepared_start_record_holds_what_the_child_would_have_sent(tmp_path, monkeypatch):
+    _, start, settings = _prepared(tmp_path, monkeypatch)
+    shown_args, shown_kwargs = describe(_traced_fn, _ARGS, _KWARGS, limit=settings.max_repr)
+    assert start["trace"] == "a" * 32 and start["parent"] == "b" * 16
+    assert start["span"] == "c" * 16 and start["start"] == 1234 and start["p"] is True
+    attrs = start["attrs"]
+    assert attrs[names.PROCESS_NAME] == _NAME
+    assert attrs[names.ARGS] == shown_args
+    assert {k: v for k, v in attrs.items() if k.startswith(names.KWARGS_PREFIX)} == {
+        names.KWARGS_PREFIX + k: v for k, v in shown_kwargs.items()
+    }
+    assert shown_kwargs["password"] == "[REDACTED]" and "'x'" not in str(shown_args)
+    assert attrs[names.STARTER_PID] == 42 and attrs[names.FUNCTION].endswith("._traced_fn")
+
+
+def test_the_lines_a_fork_child_writes_are_the_lines_the_general_path_renders(
+    tmp_path, monkeypatch
+):
+    """Filled in, the lines are byte for byte what ``_render()`` writes for the same event,
+    keys in the same order, whatever the name and the arguments hold."""
+    prepared, _, _ = _prepared(tmp_path, monkeypatch)
+    ns = 1764049123_000123_000
+    started = prepared.started % {b"pid": b"77", b"ts": lines.timestamp_of(ns)}
+    finished = prepared.finished % {b"pid": b"77", b"ts": lines.timestamp_of(ns), b"dur": b"0.5"}
+    monkeypatch.setattr(time, "time_ns", lambda: ns)
     logs.set_process_keys(
-        process_name="P-1", pid=77, ppid=10, start_method="fork", function="m.f"
+        process_name=_NAME, pid=77, ppid=os.getpid(), start_method="fork",
+        function=prepared.plan.function,
     )
-    with _span.activate(span):
-        expected = logs._render(
-            "info", "process finished", None, {"duration_ms": 0.5, "exit_code": 0}, attach=False
-        )
-    got, want = json.loads(written[0]), json.loads(expected)
-    assert got.pop("timestamp") and want.pop("timestamp")
-    assert got == want
-    assert list(json.loads(written[0])) == list(json.loads(expected))  # the same key order
-    (event,) = span.events
-    assert event[0] == "process finished"
-    assert event[2] == {
-        "duration_ms": 0.5, "exit_code": 0, "process_name": "P-1", "pid": 77, "ppid": 10,
-        "start_method": "fork", "function": "m.f", "level": "info",
+    try:
+        with _span.activate(prepared.span):
+            want_started = logs._render(
+                "info", "process started", None,
+                {"args": prepared.args, "kwargs": prepared.kwargs}, attach=False,
+            )
+            want_finished = logs._render(
+                "info", "process finished", None, {"duration_ms": 0.5, "exit_code": 0},
+                attach=False,
+            )
+    finally:
+        logs.set_process_keys()
+    assert started == (want_started + "\n").encode()
+    assert finished == (want_finished + "\n").encode()
+
+
+def test_the_end_record_of_a_fork_child_holds_the_general_paths_events(tmp_path, monkeypatch):
+    prepared, _, settings = _prepared(tmp_path, monkeypatch)
+    use = {b"cu": b"0.000100", b"cs": b"0.000000", b"vcs": b"1", b"ics": b"2", b"rss": b"3"}
+    use.update({b"pid": b"77", b"dur": b"0.5", b"t1": b"10", b"t2": b"20", b"end": b"30"})
+    end = json.loads(prepared.end % use)
+    assert end["span"] == "c" * 16 and end["end"] == 30 and end["status"] == 0
+    assert end["attrs"] == {
+        names.EXIT_CODE: 0, names.CPU_USER: 0.0001, names.CPU_SYSTEM: 0.0,
+        names.SWITCHES_VOLUNTARY: 1, names.SWITCHES_INVOLUNTARY: 2, names.MEMORY_PEAK: 3,
+        names.PID: 77,
     }
+    keys = [("process_name", _NAME), ("pid", 77), ("ppid", os.getpid()),
+            ("start_method", "fork"), ("function", prepared.plan.function)]
+    assert end["events"] == [
+        ["process started", 10, logs.event_attributes(
+            [("args", prepared.args), ("kwargs", prepared.kwargs), *keys], "info",
+            settings.max_repr,
+        )],
+        ["process finished", 20, logs.event_attributes(
+            [("duration_ms", 0.5), ("exit_code", 0), *keys], "info", settings.max_repr,
+        )],
+    ]
+
+
+def test_without_log_events_the_end_record_has_none(tmp_path, monkeypatch):
+    prepared, _, _ = _prepared(tmp_path, monkeypatch, log_events=False)
+    use = dict.fromkeys([b"cu", b"cs", b"vcs", b"ics", b"rss", b"pid", b"end"], b"1")
+    assert json.loads(prepared.end % use)["events"] == []
+
+
+def test_a_function_whose_name_holds_a_holes_text_is_left_to_the_child(tmp_path):
+    def fn():
+        pass
+
+    fn.__qualname__ = "f\x00\x01pid\x01\x00"
+    settings = config.Settings("svc", ("file",), "grpc", None, log_format="json")
+    carrier = {
+        "traceparent": f"00-{'a' * 32}-{'b' * 16}-01", "socket": str(tmp_path / "x"),
+        "starter_pid": 1, "quiet_term": False,
+    }
+    assert forkplan.plan_for(fn, TraceSpec(), carrier, settings) is None
 
 
 def test_a_reaped_process_whose_connection_stays_open_is_ended_after_the_grace():
@@ -211,15 +305,3 @@ def test_a_fork_child_closes_the_connections_prepared_for_other_threads_children
     forkstart._in_flight.clear()
     for s in (mine, other, theirs, far):
         s.close()
-
-
-def test_a_process_name_that_looks_like_a_gap_is_just_a_name(monkeypatch):
-    settings = config.Settings("svc", ("file",), "grpc", None, log_format="json")
-    keys = {"process_name": "\x00exit\x00", "pid": forkstart._MARK.format("pid")}
-    line = forkstart.Line("info", "process started", {}, keys, ("a" * 32, "b" * 16), settings)
-    written = []
-    monkeypatch.setattr(logs.LineWriter, "msg", lambda self, text: written.append(text))
-    span = _span.Span("f", "a" * 32, None, {}, announce=False)
-    line.emit(span, {"pid": 9})
-    entry = json.loads(written[0])
-    assert entry["process_name"] == "\x00exit\x00" and entry["pid"] == 9
