@@ -40,6 +40,12 @@ def follow_program(
     _onimport.when_imported("logging", _log_records)
 
 
+def followed_with(settings: _config.Settings) -> bool:
+    """True when follow_program() last ran with ``settings``, here or in a parent of this
+    process (a fork child whose API is not loaded has nothing more to do then)."""
+    return bool(_program) and _program[0] == settings
+
+
 # [settings, start_run, pid, child]: what follow_program() last ran with, in which process.
 # The hooks it registered (one per module) read them when they fire; in a fork child of
 # that process (another pid) they act for a child, without the main program's start_run.

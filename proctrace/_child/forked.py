@@ -9,6 +9,7 @@ logs span events of its own ends the general way (``_ended``).
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -23,6 +24,8 @@ from . import span as _span
 from . import usage as _usage
 from . import wire as _wire
 from .follow import follow_program
+
+_modules = sys.modules
 
 
 def run(
@@ -42,7 +45,8 @@ def run(
     keys = prepared.keys
     keys["pid"] = pid
     _logs.forked(keys, plan.json_lines)
-    follow_program(settings, child=True)
+    if plan.follow or "opentelemetry.trace" in _modules:
+        follow_program(settings, child=True)
     state = _span.enter(span)
     started = time.perf_counter()
     t1 = time.time_ns()
@@ -67,7 +71,11 @@ def run(
         len(span.events) == (1 if t1 and settings.log_events else 0)
         and not span.attributes  # nothing of the program's own: the templates say it all
         and (
-            settings.quiet or (finished is not None and _logs.rendered_here(settings.log_format))
+            settings.quiet
+            or (
+                finished is not None
+                and ("structlog" not in _modules or _logs.rendered_here(settings.log_format))
+            )
         )
     ):
         dur = repr(duration_ms).encode()

@@ -21,6 +21,7 @@ from .._core import names
 from .._core import redact as _args
 from .._core.ids import SpanRef, parse_traceparent
 from .._core.spec import TraceSpec, function_name, span_name, takes_self
+from . import follow as _follow
 from . import logs as _logs
 
 # A hole in a template, as a JSON string holds it: no value a program passes is one, since
@@ -74,9 +75,9 @@ class Plan:
     """What the fork children of one function, started under one span, share."""
 
     __slots__ = (
-        "end", "extra", "finished", "fn", "function", "json_lines", "key", "limit", "lines",
-        "name", "parent", "path", "ppid", "record_args", "secret", "settings", "skip_self", "start",
-        "started",
+        "end", "extra", "finished", "fn", "follow", "function", "json_lines", "key", "limit",
+        "lines", "name", "parent", "path", "ppid", "record_args", "secret", "settings",
+        "skip_self", "start", "started",
     )
 
     def __init__(
@@ -92,6 +93,9 @@ class Plan:
         json_lines: bool,
     ) -> None:
         self.key = key
+        # A fork child follows the program (follow_program) itself only if this process did
+        # not with these settings, or once the API is loaded (then it has a provider to set).
+        self.follow = not _follow.followed_with(settings)
         self.path = ""  # the collector's socket, set by plan_for()
         self.json_lines = json_lines
         self.lines = lines

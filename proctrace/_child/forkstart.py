@@ -33,6 +33,7 @@ from typing import Any
 from .._core import names
 from .._core import redact as _args
 from . import forkplan as _forkplan
+from . import lines as _lines
 from . import logs as _logs
 from . import span as _span
 from . import wire as _wire
@@ -166,6 +167,7 @@ def prepare(
             _forkplan.json_text(_logs.event_value(shown_kwargs, limit)).encode()
         )
         child_values[b"ev_pname"] = _escaped(text(_logs.event_value(name, limit)).encode())
+    _lines.minute_of(carrier["start"])  # the child's lines start in this minute, mostly
     span = _span.Span.opened(
         plan.name, plan.parent.trace_id, plan.parent.span_id, span_id, carrier["start"]
     )

@@ -76,17 +76,24 @@ def write_line(data: bytes) -> None:
     """Write one whole line (``data`` ends with its newline) to stderr."""
     try:
         with _thread_lock:
-            lock = _locked_fd()
+            lock = _lock_fd if _lock_fd is not None else _locked_fd()
             if lock is None:
                 _write(data)
                 return
-            fcntl.lockf(lock, fcntl.LOCK_SH if len(data) <= _PIPE_BUF else fcntl.LOCK_EX)
+            _lockf(lock, _LOCK_SH if len(data) <= _PIPE_BUF else _LOCK_EX)
             try:
-                _write(data)
+                written = _os_write(2, data)
+                if written < len(data):  # a short write (a full pipe, a signal): the rest
+                    _write(data[written:])
             finally:
-                fcntl.lockf(lock, fcntl.LOCK_UN)
+                _lockf(lock, _LOCK_UN)
     except OSError:  # stderr closed: logging must never break the task
         pass
+
+
+# Bound once: each module attribute a fork child looks up is one more object it touches.
+_lockf, _LOCK_SH, _LOCK_EX, _LOCK_UN = fcntl.lockf, fcntl.LOCK_SH, fcntl.LOCK_EX, fcntl.LOCK_UN
+_os_write = os.write
 
 
 def _write(data: bytes) -> None:
@@ -105,10 +112,25 @@ def timestamp() -> str:
 
 
 def timestamp_of(ns: int) -> bytes:
-    """``timestamp()`` at ``ns`` as the JSON string a line holds."""
+    """``timestamp()`` at ``ns`` as the JSON string a line holds. The text up to the minute
+    is kept from the last call (a starter makes it before it forks: ``minute_of``)."""
     seconds, micros = divmod(ns // 1000, 1_000_000)
-    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)).encode()
-    return b'"%s.%06dZ"' % (text, micros) if micros else b'"%sZ"' % text
+    minute, second = divmod(seconds, 60)
+    prefix = _minute[1] if _minute[0] == minute else minute_of(ns)
+    return b'%s%02d.%06dZ"' % (prefix, second, micros) if micros else b'%s%02dZ"' % (prefix, second)
+
+
+def minute_of(ns: int) -> bytes:
+    """The start of ``timestamp_of(ns)``, up to its minute (kept for the next calls)."""
+    global _minute
+    minute = ns // 60_000_000_000
+    if _minute[0] != minute:
+        text = time.strftime("%Y-%m-%dT%H:%M:", time.gmtime(minute * 60))
+        _minute = (minute, b'"' + text.encode())
+    return _minute[1]
+
+
+_minute: tuple[int, bytes] = (-1, b"")
 
 
 def _timestamp(ns: int) -> str:

@@ -73,6 +73,16 @@ def test_timestamps_are_what_datetime_isoformat_writes(monkeypatch, micros):
     assert lines.timestamp() == expected
 
 
+def test_timestamps_of_lines_across_minutes_keep_the_minute_right():
+    """The text up to the minute is kept between calls: crossing a minute (or going back, as
+    a fork child inheriting an older one does) gives the same text as timestamp()."""
+    base = 1764049139 * 10**9
+    for offset_s in (0, 0.5, 20.25, 21, 59.999999, 60, 3600.5, -120.000001, 86400 * 365):
+        ns = base + int(offset_s * 10**9)
+        want = '"' + lines._timestamp(ns) + '"'
+        assert lines.timestamp_of(ns) == want.encode()
+
+
 class _Owner:
     def method(self, a, /, b, *args, c=1, **kwargs):
         return a
