@@ -10,6 +10,7 @@ spans go to ``sink``.
 
 from __future__ import annotations
 
+import array
 import os
 import selectors
 import socket
@@ -19,25 +20,44 @@ from collections.abc import Callable
 from typing import Any
 
 from .._core import records
+from .._core import ring as _fmt
 from .._core.records import ENCODED_END, ENCODED_START, Finished, SpanData
 from .._otlp import encoded as _encoded
 from . import fates as _fates
+from . import rings as _rings
 
 BURST_PAUSE = 0.002
+_RING_SPAN, _RING_LINE = _fmt.SPAN, _fmt.LINE
 _ENCODED_HEX, _ENCODED_TAIL = len(ENCODED_START), len(ENCODED_END)
 # The longest line a process may send (a record): a process span with 128 log events of
 # the longest reprs is far below; more is dropped, so one bad peer cannot exhaust memory.
 MAX_LINE = 16 << 20
+# Room for the descriptors one read may bring (a ring's: one per process), and how many a
+# connection may hold unclaimed by ring records before they are closed.
+_ANCILLARY = socket.CMSG_SPACE(4 * 4)
+_MAX_FDS = 4
+# How long the loop sleeps at most while rings are open (they are read on every turn).
+RING_TURN = 0.005
 
 
 class _Connection:
-    __slots__ = ("buffer", "defaults", "open", "skipping")
+    __slots__ = ("buffer", "defaults", "fds", "open", "ring", "skipping")
 
     def __init__(self) -> None:
         self.buffer = b""
         self.open: dict[str, SpanData] = {}
         self.defaults: dict[str, Any] = {}
         self.skipping = False  # inside a line longer than MAX_LINE
+        self.fds: list[int] = []  # descriptors received, for the ring records to come
+        self.ring: _rings.Reader | None = None
+
+    def close_fds(self) -> None:
+        for fd in self.fds:
+            try:
+                os.close(fd)
+            except OSError:  # pragma: no cover
+                pass
+        self.fds.clear()
 
 
 class Collector:
@@ -64,6 +84,7 @@ class Collector:
         self._tick: Callable[[], object] | None = None
         self.malformed = 0
         self.trace_ids: dict[str, None] = {}
+        self._rings: dict[_Connection, None] = {}  # connections with a ring, in order
 
     def on_tick(self, tick: Callable[[], object]) -> None:
         """Call ``tick`` on every turn of the serving loop (at least every 50 ms)."""
@@ -87,7 +108,7 @@ class Collector:
         try:
             while True:
                 ended: list[_Connection] = []
-                ready = selector.select(timeout=0.05)
+                ready = selector.select(timeout=RING_TURN if self._rings else 0.05)
                 for key, _ in ready:
                     sock: socket.socket = key.fileobj  # type: ignore[assignment]
                     if sock is self._listener:
@@ -96,12 +117,13 @@ class Collector:
                         selector.unregister(sock)
                         ended.append(connections.pop(sock))
                         sock.close()
+                for conn in list(self._rings):
+                    self._drain(conn)
                 # Ends are handled after every ready connection was read: a starter's
-                # report of why a child ended is sent before the child ends.
+                # report of why a child ended is sent before the child ends. What a
+                # process wrote into its ring is all read before its end is.
                 for conn in ended:
-                    for record in conn.open.values():
-                        self._fates.lost(record)
-                    conn.open.clear()
+                    self._end_of(conn)
                 if self._tick is not None:
                     self._tick()
                 if self._fates.waiting():
@@ -123,12 +145,48 @@ class Collector:
                 # the processes that are still running.
                 while self._read(sock, conn) and self._buffered(sock):
                     pass
+                self._close_ring(conn)
                 for record in conn.open.values():
                     self._fates.abandon(record)
                 sock.close()
             self._fates.finish_all()
             selector.close()
             self._listener.close()
+
+    def _end_of(self, conn: _Connection) -> None:
+        """A connection ended (its process did): its ring read to the end, its open spans
+        ended as its starter reported, or as lost."""
+        self._close_ring(conn)
+        for record in conn.open.values():
+            self._fates.lost(record)
+        conn.open.clear()
+
+    def _drain(self, conn: _Connection, final: bool = False) -> None:
+        """Handle what ``conn``'s process published in its ring since the last turn."""
+        ring = conn.ring
+        if ring is None:
+            return
+        records, refused = ring.take(final)
+        self.malformed += refused
+        for kind, body in records:
+            if kind == _RING_SPAN:
+                self._encoded_bytes(body)
+            elif kind == _RING_LINE:
+                self._handle(conn, body)
+            else:
+                self.malformed += 1
+        if ring.broken:
+            self._close_ring(conn, drained=True)
+
+    def _close_ring(self, conn: _Connection, drained: bool = False) -> None:
+        if conn.ring is not None:
+            if not drained:
+                self._drain(conn, final=True)
+            if conn.ring is not None:
+                conn.ring.close()
+                conn.ring = None
+            self._rings.pop(conn, None)
+        conn.close_fds()
 
     def _accept(
         self, selector: selectors.BaseSelector, connections: dict[socket.socket, _Connection]
@@ -152,11 +210,18 @@ class Collector:
     def _read(self, sock: socket.socket, conn: _Connection) -> bool:
         """Handle what arrived; False when the peer has gone."""
         try:
-            data = sock.recv(1 << 16)
+            data, ancillary, _, _ = sock.recvmsg(1 << 16, _ANCILLARY)
         except (BlockingIOError, InterruptedError):
             return True
         except OSError:
-            data = b""
+            data, ancillary = b"", []
+        for level, kind, payload in ancillary:  # a ring's descriptor, for its record
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds = array.array("i")
+                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+                conn.fds.extend(fds)
+                if len(conn.fds) > _MAX_FDS:  # more than any process sends: not kept
+                    conn.close_fds()
         if not data:
             return False
         *lines, conn.buffer = (conn.buffer + data).split(b"\n")
@@ -177,6 +242,14 @@ class Collector:
     def _encoded(self, text: str | bytes) -> None:
         """An ``EncodedRecord``'s span, from its hex."""
         encoded = _encoded.check(text)
+        if encoded is None:
+            self.malformed += 1
+        else:
+            self._emit(encoded)
+
+    def _encoded_bytes(self, data: bytes) -> None:
+        """A span from a ring, as the message itself."""
+        encoded = _encoded.check_bytes(data)
         if encoded is None:
             self.malformed += 1
         else:
@@ -227,8 +300,22 @@ class Collector:
             self._fates.forked(record["span"], record["value"])
         elif record["k"] == "exited":
             self._fates.exited(record["span"], record["value"], record.get("pid"))
+        elif record["k"] == "ring":
+            self._ring(conn)
         elif record["k"] == "shutdown":
             self.stop(self._drain_timeout)
+
+    def _ring(self, conn: _Connection) -> None:
+        """A ``ring`` record: the descriptor that came with it is its process's ring."""
+        if not conn.fds or conn.ring is not None:
+            self.malformed += 1
+            return
+        try:
+            conn.ring = _rings.Reader(conn.fds.pop(0))
+        except _rings.RingError:
+            self.malformed += 1
+            return
+        self._rings[conn] = None
 
     def _emit(self, record: Finished) -> None:
         """Hand a finished span record to the sink."""

@@ -15,10 +15,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from .._core import arguments as _arguments
 from .._core import config as _config
 from .._core import ids as _ids
 from .._core import names
-from .._core import redact as _args
 from .._core.ids import SpanRef, parse_traceparent
 from .._core.spec import TraceSpec, function_name, span_name, takes_self
 from . import follow as _follow
@@ -107,7 +107,7 @@ class Plan:
         self.record_args = spec.record_args
         self.limit = settings.max_repr
         self.extra = spec.redact + settings.redact
-        self.secret = _args.secret_positions(fn, self.extra) if spec.record_args else ()
+        self.secret = _arguments.secret_positions(fn, self.extra) if spec.record_args else ()
         self.skip_self = takes_self(fn) if spec.record_args else False
         ppid = self.ppid = _ids.pid()
         attrs: dict[str, Any] = {

@@ -30,8 +30,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from .._core import arguments as _arguments
 from .._core import names
-from .._core import redact as _args
 from . import forkplan as _forkplan
 from . import lines as _lines
 from . import logs as _logs
@@ -139,7 +139,7 @@ def prepare(
     shown_args: list[str] = []
     shown_kwargs: dict[str, str] = {}
     if plan.record_args and (args or kwargs):
-        shown_args, shown_kwargs = _args.describe_as(
+        shown_args, shown_kwargs = _arguments.describe_as(
             plan.secret, plan.skip_self, args, kwargs, plan.limit, plan.extra
         )
         quoted = [_forkplan.json_text(text) for text in shown_args]

@@ -17,10 +17,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from .._core import arguments as _arguments
 from .._core import config as _config
 from .._core import ids as _ids
 from .._core import names
-from .._core import redact as _args
 from .._core.ids import SpanRef, parse_traceparent
 from .._core.spec import TraceSpec, function_name, span_name
 from . import forked as _forked
@@ -128,7 +128,7 @@ def _attributes(
     shown_args: list[str] = []
     shown_kwargs: dict[str, str] = {}
     if spec.record_args:
-        shown_args, shown_kwargs = _args.describe(
+        shown_args, shown_kwargs = _arguments.describe(
             target, args, kwargs, limit=settings.max_repr, extra=spec.redact + settings.redact
         )
         attributes[names.ARGS] = shown_args

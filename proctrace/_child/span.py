@@ -119,6 +119,18 @@ class Span:
         _wire.send(record)
 
     @classmethod
+    def task(cls, name: str, trace_id: str, parent_id: str) -> Span:
+        """A sampled span of one call that sends one record when it ends (a pool task's,
+        which ``_child.tasks`` encodes): ``Span(..., announce=False, shared=True)``, made
+        without ``__init__``'s work, for every task."""
+        span = cls.__new__(cls)
+        span.name, span.trace_id, span.parent_id = name, trace_id, parent_id
+        span.span_id, span.start_ns = new_id(8), time.time_ns()
+        span.attributes, span.events, span.links = {}, [], None
+        span.announced, span.shared, span.sampled = False, True, True
+        return span
+
+    @classmethod
     def opened(cls, name: str, trace_id: str, parent_id: str, span_id: str, start_ns: int) -> Span:
         """A sampled process span whose start record went out already (a fork child's, sent
         by its starter): made without ``__init__``'s work, for every fork child."""

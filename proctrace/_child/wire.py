@@ -18,7 +18,9 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from .._core import ring as _fmt
 from .._core.records import ENCODED_END, ENCODED_START
+from . import ring as _ringwriter
 
 # One encoder for every record: json.dumps() with options builds a new one each call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
@@ -148,10 +150,42 @@ def send_report(kind: str, span_id: str, value: int, pid: int | None) -> bool:
 
 
 def send_encoded(span: bytes) -> bool:
-    """An ``EncodedRecord``: a finished span already written as an OTLP ``Span`` message."""
-    line = b"%s%s%s\n" % (ENCODED_START, span.hex().encode(), ENCODED_END)
+    """A finished span already written as an OTLP ``Span`` message: into this process's ring
+    (``_core.ring``) if it has room, else as an ``EncodedRecord``."""
     with _lock:
-        return _send(line)
+        ring = _ring
+        if ring is not None and ring.put(_SPAN, span):
+            return True
+        if not _ring_tried:
+            _start_ring()
+        return _send(b"%s%s%s\n" % (ENCODED_START, span.hex().encode(), ENCODED_END))
+
+
+_SPAN = _fmt.SPAN
+_ring: _ringwriter.Writer | None = None
+_ring_tried = False  # for this connection
+
+
+def _start_ring() -> None:
+    """Make this process's ring and hand it to the collector (with the lock held)."""
+    global _ring, _ring_tried
+    _ring_tried = True
+    if _path is None:
+        return
+    writer = _ringwriter.create()
+    if writer is None:
+        return
+    try:
+        sock = _sock or _connect()
+        sock.sendmsg(
+            [b'{"k":"ring"}\n'],
+            [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", writer.fd))],
+        )
+    except OSError:
+        writer.close()
+        return
+    writer.give_fd()
+    _ring = writer
 
 
 def _send(line: bytes) -> bool:
@@ -173,7 +207,11 @@ def _send(line: bytes) -> bool:
 
 
 def _drop() -> None:
-    global _sock
+    global _sock, _ring, _ring_tried
+    if _ring is not None:  # the collector took what is in it; a new connection, a new ring
+        _ring.close()
+        _ring = None
+    _ring_tried = False
     if _sock is not None:
         try:
             _sock.close()
@@ -191,8 +229,11 @@ def close() -> None:
 def _after_fork_in_child() -> None:
     # The inherited socket belongs to the parent: close our copy (without
     # shutdown(), which would end the parent's stream too) and start afresh.
-    global _warned, _defaults, _sock
+    global _warned, _defaults, _sock, _ring, _ring_tried
     _lock._at_fork_reinit()  # type: ignore[attr-defined]  # held by another thread?
+    if _ring is not None:
+        _ring = None  # the parent's to write: a child makes its own
+        _ring_tried = False
     _warned = False
     _defaults = None
     if _sock is not None:

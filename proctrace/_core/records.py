@@ -113,6 +113,13 @@ class ReportRecord(TypedDict):
     pid: NotRequired[int]  # the child's
 
 
+class RingRecord(TypedDict):
+    """A ring (``_core.ring``) for this connection's busiest records: its descriptor comes with
+    this record (``SCM_RIGHTS``)."""
+
+    k: Literal["ring"]
+
+
 class ShutdownRecord(TypedDict):
     """The traced program is exiting: drain and stop."""
 
@@ -127,6 +134,7 @@ WireRecord = (
     | DefaultsRecord
     | ExpectRecord
     | ReportRecord
+    | RingRecord
     | ShutdownRecord
 )
 
@@ -250,6 +258,7 @@ _FIELDS: dict[str, tuple[tuple[str, Check], ...]] = {
     "signal": (("span", _id16), ("value", _int)),
     "exited": (("span", _id16), ("value", _int)),
     "pid": (("span", _id16), ("value", _int)),
+    "ring": (),
     "shutdown": (),
 }
 _OPTIONAL: dict[str, tuple[tuple[str, Check], ...]] = {

@@ -13,10 +13,8 @@ from __future__ import annotations
 import re
 import sys
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
-
-from .spec import code_parameters, signature_key, takes_self
 
 REDACTED = "[REDACTED]"
 SECRET_WORDS = ("password", "passwd", "secret", "token", "api_key", "apikey", "authorization",
@@ -184,7 +182,7 @@ class _Shown:
         return f"{self.name}({inner})"
 
 
-_NUMBERS = (int, float, bool, type(None))
+NUMBERS = (int, float, bool, type(None))
 
 
 def scrub(value: object, extra: tuple[str, ...] = (), depth: int = 0) -> object:
@@ -198,7 +196,7 @@ def scrub(value: object, extra: tuple[str, ...] = (), depth: int = 0) -> object:
     if depth > _MAX_DEPTH:
         return _TOO_DEEP  # not searched, so not shown
     kind = type(value)
-    if kind in _NUMBERS:
+    if kind in NUMBERS:
         return value
     try:
         if kind is str:
@@ -296,7 +294,7 @@ def _forms(item: object) -> list[str]:
     return [f for f in forms if len(f) >= 4]
 
 
-def _bounded(value: object, limit: int) -> str:
+def bounded(value: object, limit: int) -> str:
     """``repr(value)`` cut to ``limit`` characters; never raises."""
     try:
         text = repr(value)
@@ -318,82 +316,10 @@ def _bounded(value: object, limit: int) -> str:
 def safe_repr(value: object, limit: int, extra: tuple[str, ...] = ()) -> str:
     """``repr(value)`` with ``redact_text`` applied, cut to ``limit`` characters; never raises.
     The text is cleaned before the cut, so a cut does not part a secret from its name."""
-    text = _bounded(value, limit + _MARGIN)
+    text = bounded(value, limit + _MARGIN)
     if text.endswith("…") and len(text) == limit + _MARGIN:
         text = text[:-1]
     text = redact_text(text, extra)
     if len(text) > limit:
         return text[: limit - 1] + "…"
     return text
-
-
-_PARAM_NAMES: dict[Any, tuple[str, ...]] = {}
-
-
-def positional_names(fn: Callable[..., Any]) -> tuple[str, ...]:
-    """Names of ``fn``'s positional parameters (cached), to redact secrets passed by position."""
-    key = signature_key(fn)
-    names = _PARAM_NAMES.get(key)
-    if names is None:
-        names = code_parameters(fn)
-    if names is None:
-        import inspect  # only here: a program that never needs it does not load it
-
-        try:
-            params = inspect.signature(fn).parameters.values()
-            names = tuple(
-                p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-            )
-        except (TypeError, ValueError):
-            names = ()
-        _PARAM_NAMES[key] = names
-    return names
-
-
-_SECRET_POSITIONS: dict[tuple[Any, tuple[str, ...]], tuple[bool, ...]] = {}
-
-
-def secret_positions(fn: Callable[..., Any], extra: tuple[str, ...]) -> tuple[bool, ...]:
-    """Which positional parameters of ``fn`` look secret (cached per function)."""
-    key = (signature_key(fn), extra)
-    found = _SECRET_POSITIONS.get(key)
-    if found is None:
-        found = _SECRET_POSITIONS[key] = tuple(
-            is_secret(name, extra) for name in positional_names(fn)
-        )
-    return found
-
-
-def _shown(value: object, limit: int, extra: tuple[str, ...]) -> str:
-    kind = type(value)
-    if kind in _NUMBERS or (kind is str and str.isalnum(value)):  # type: ignore[arg-type]
-        return _bounded(value, limit)  # nothing inside to redact
-    if kind is str:
-        return safe_repr(value, limit, extra)  # its repr is cleaned as text
-    return safe_repr(scrub(value, extra), limit, extra)
-
-
-def describe(
-    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any], *, limit: int,
-    extra: tuple[str, ...] = (),
-) -> tuple[list[str], dict[str, str]]:
-    """Reprs of the positional and keyword arguments, redacted and truncated; a method's
-    ``self`` (or ``cls``) is not an argument the caller passed, so it is left out."""
-    return describe_as(secret_positions(fn, extra), takes_self(fn), args, kwargs, limit, extra)
-
-
-def describe_as(
-    secret: tuple[bool, ...], skip_self: bool, args: tuple[Any, ...], kwargs: Mapping[str, Any],
-    limit: int, extra: tuple[str, ...],
-) -> tuple[list[str], dict[str, str]]:
-    """``describe()`` given the function's secret positions and whether it takes ``self``."""
-    first = 1 if args and skip_self else 0
-    shown_args = [
-        REDACTED if i < len(secret) and secret[i] else _shown(args[i], limit, extra)
-        for i in range(first, len(args))
-    ]
-    shown_kwargs = {
-        str(key): REDACTED if is_secret(key, extra) else _shown(val, limit, extra)
-        for key, val in kwargs.items()
-    }
-    return shown_args, shown_kwargs

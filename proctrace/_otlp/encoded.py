@@ -35,8 +35,16 @@ def check(text: str | bytes) -> EncodedSpan | None:
     message with a trace id, a span id and a name."""
     try:
         data = binascii.unhexlify(text)
+    except binascii.Error:
+        return None
+    return check_bytes(data)
+
+
+def check_bytes(data: bytes) -> EncodedSpan | None:
+    """``check()`` for the message itself (from a ring: no hex)."""
+    try:
         span = _message_type().FromString(data)
-    except Exception:  # binascii.Error, protobuf's DecodeError: not a span
+    except Exception:  # protobuf's DecodeError: not a span
         return None
     if len(span.trace_id) != 16 or len(span.span_id) != 8 or not span.name:
         return None

@@ -151,27 +151,35 @@ class TaskSpans:
     ) -> bytes:
         """The ``Span`` message of one call: the shared attributes, then ``names.ARGS``, one
         ``names.KWARGS_PREFIX`` attribute per keyword argument and ``names.TASK_CPU``."""
-        parts = [
-            self._head,
-            bytes.fromhex(span_id),
-            self._middle,
-            _Q.pack(start),
-            b"\x41",
-            _Q.pack(end),
+        head = b"%s%s%s%s\x41%s%s" % (
+            self._head, bytes.fromhex(span_id), self._middle, _Q.pack(start), _Q.pack(end),
             self._attrs,
-        ]
+        )
         if args is not None:
-            items = b"".join([_ld(b"\x0a", _ld(b"\x0a", values.utf8(a))) for a in args])
-            parts.append(_ld(b"\x4a", _ARGS_KEY + _ld(b"\x12", _ld(b"\x2a", items))))
+            items = b""
+            for text in args:
+                data = text.encode("utf-8", "replace")
+                n = len(data)
+                # AnyValue{string} in ArrayValue.values: two lengths, one byte each if short.
+                items += (_ITEM[n] if n < 126 else _ld(b"\x0a", _ld(b"\x0a", data))[:-n]) + data
+            n = len(items)
+            if n < 120:  # ArrayValue in AnyValue in KeyValue, all of it short
+                head += _ARGS_SHORT[n] + items
+            else:
+                head += _ld(b"\x4a", _ARGS_KEY + _ld(b"\x12", _ld(b"\x2a", items)))
         for key, text in kwargs.items():
-            parts.append(_ld(b"\x4a", _kv(KWARGS_PREFIX + key, text)))
-        parts.append(_CPU_KEY)
-        parts.append(_D.pack(cpu))
-        parts.append(_UNSET)
-        return b"".join(parts)
+            head += _ld(b"\x4a", _kv(KWARGS_PREFIX + key, text))
+        return head + _CPU_KEY + _D.pack(cpu) + _UNSET
 
 
 _ARGS_KEY = _ld(b"\x0a", ARGS.encode())
+# The bytes before an argument's text of n < 126 bytes: ``_ld(b"\x0a", _ld(b"\x0a", text))``.
+_ITEM = [b"\x0a" + bytes([n + 2]) + b"\x0a" + bytes([n]) for n in range(126)]
+# The bytes before the arguments' items of n < 120 bytes in all, in the ARGS attribute.
+_ARGS_SHORT = [
+    _ld(b"\x4a", _ARGS_KEY + _ld(b"\x12", _ld(b"\x2a", bytes(n))))[:-n or None]
+    for n in range(120)
+]
 # The CPU time attribute up to its double: the KeyValue (13 bytes of value) in its field.
 _CPU_KEY = _ld(b"\x4a", _ld(b"\x0a", TASK_CPU.encode()) + b"\x12\x09\x21" + bytes(8))[:-8]
 

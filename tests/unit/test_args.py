@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from proctrace._core.redact import describe, is_secret, safe_repr, scrub
+from proctrace._core.arguments import describe
+from proctrace._core.redact import is_secret, safe_repr, scrub
 
 
 def test_secret_names_match_case_insensitive_substrings():

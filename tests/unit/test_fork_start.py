@@ -18,7 +18,7 @@ from proctrace._agent import fates as _fates
 from proctrace._child import forkplan, forkstart, lines, logs
 from proctrace._child import span as _span
 from proctrace._core import config, names
-from proctrace._core.redact import describe, positional_names
+from proctrace._core.arguments import describe, positional_names
 from proctrace._core.spec import TraceSpec, code_parameters, takes_self
 from proctrace._starter.run import private_directory
 

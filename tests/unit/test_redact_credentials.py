@@ -11,7 +11,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proctrace._core.redact import _MAX_DEPTH, describe, redact_text, safe_repr, scrub
+from proctrace._core.arguments import describe
+from proctrace._core.redact import _MAX_DEPTH, redact_text, safe_repr, scrub
 
 
 def shown(value: object, limit: int = 10_000, extra: tuple[str, ...] = ()) -> str:

@@ -9,7 +9,7 @@ import inspect
 from proctrace import traced
 from proctrace._agent import fates as _fates
 from proctrace._core import names
-from proctrace._core.redact import describe
+from proctrace._core.arguments import describe
 from proctrace._core.spec import TraceSpec, function_of, resolve, span_name, spec_of
 
 

@@ -1,0 +1,94 @@
+"""The collector's side of a ring (``_core.ring``): the records a process wrote into it.
+
+A ring arrives as a descriptor with the ``ring`` record on its process's connection; the
+collector maps it, says it reads it (the writer uses it from then on), and takes what was
+published on every turn of its loop, and all of it once the connection ends. A ring that
+breaks the format (a position out of range, a length that does not fit) is dropped, like
+a malformed record: its writer's later records in it are lost, and counted.
+"""
+
+from __future__ import annotations
+
+import binascii
+import mmap
+import os
+import stat
+
+from .._core import ring as _fmt
+
+
+class RingError(ValueError):
+    """A descriptor that is not a ring, or a ring whose contents break the format."""
+
+
+class Reader:
+    """One process's ring, mapped in the collector."""
+
+    __slots__ = ("broken", "capacity", "mm", "read", "words")
+
+    def __init__(self, fd: int) -> None:
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size <= _fmt.HEADER:
+                raise RingError("not a ring: not a regular file of its size")
+            mm = mmap.mmap(fd, info.st_size)
+        except OSError as exc:
+            raise RingError(f"not a ring: {exc}") from None
+        finally:
+            os.close(fd)
+        capacity = _fmt.U64.unpack_from(mm, _fmt.OFF_CAPACITY)[0]
+        if mm[0:8] != _fmt.MAGIC or capacity != info.st_size - _fmt.HEADER or capacity % 8:
+            mm.close()
+            raise RingError("not a ring: header")
+        self.mm = mm
+        self.words = memoryview(mm)[: _fmt.HEADER].cast("Q")  # the positions, whole words
+        self.capacity = capacity
+        self.read = self.words[_fmt.WORD_READ]
+        self.broken = False
+        mm[_fmt.OFF_ATTACHED] = 1  # the writer uses the ring from now on
+
+    def take(self, final: bool = False) -> tuple[list[tuple[int, bytes]], int]:
+        """The records published since the last call, as (kind, record), and how many were
+        refused (a CRC that does not match once the writer is gone: ``final``)."""
+        if self.broken:
+            return [], 0
+        mm, cap = self.mm, self.capacity
+        write = self.words[_fmt.WORD_WRITE]
+        read = self.read
+        if write == read:
+            return [], 0
+        out: list[tuple[int, bytes]] = []
+        refused = 0
+        if write < read or write - read > cap:
+            self.broken = True
+            return out, 1
+        while read < write:
+            off = read % cap
+            length, crc = _fmt.FRAME.unpack_from(mm, _fmt.HEADER + off)
+            if length == _fmt.WRAP:
+                read += cap - off
+                continue
+            size = _fmt.padded(length)
+            if length < 2 or off + size > cap or read + size > write:
+                self.broken = True
+                refused += 1
+                break
+            at = _fmt.HEADER + off + _fmt.FRAME.size
+            body = mm[at : at + length]
+            if binascii.crc32(body) != crc:
+                if not final:
+                    break  # not all of it is visible here yet: the next turn
+                refused += 1
+            else:
+                out.append((body[0], body[1:]))
+            read += size
+        self.read = read
+        self.words[_fmt.WORD_READ] = read
+        return out, refused
+
+    def close(self) -> None:
+        try:
+            self.words.release()
+            self.mm.close()
+        except (BufferError, ValueError):  # pragma: no cover
+            pass

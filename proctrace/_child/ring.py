@@ -1,0 +1,97 @@
+"""The writer's side of the ring (``_core.ring``): a worker's busiest records in shared memory.
+
+Created on a process's first pool task span (``wire``), handed to the collector with a
+``ring`` record, and used once the collector says it reads it. A record that does not fit
+(the collector is behind, or it is bigger than the ring) goes over the socket instead:
+the ring never blocks the program, and never drops a record.
+"""
+
+from __future__ import annotations
+
+import binascii
+import mmap
+import os
+
+from .._core import ring as _fmt
+
+_CRC = {kind: binascii.crc32(bytes([kind])) for kind in (_fmt.LINE, _fmt.SPAN)}
+
+
+class Writer:
+    """A ring this process writes (its own: a fork child of it makes its own)."""
+
+    __slots__ = ("capacity", "fd", "mm", "pos", "words")
+
+    def __init__(self, fd: int, mm: mmap.mmap, capacity: int) -> None:
+        self.fd = fd  # handed to the collector once, then closed (the mapping stays)
+        self.mm = mm
+        self.words = memoryview(mm)[: _fmt.HEADER].cast("Q")  # the positions, whole words
+        self.capacity = capacity
+        self.pos = 0
+
+    def put(self, kind: int, body: bytes) -> bool:
+        """Copy in one record (``kind``: ``LINE`` or ``SPAN``) and publish it; False when the
+        collector does not read the ring yet or it has no room (send it over the socket)."""
+        mm = self.mm
+        if not mm[_fmt.OFF_ATTACHED]:
+            return False
+        length = len(body) + 1
+        size = (_fmt.FRAME.size + length + 7) & ~7
+        cap = self.capacity
+        pos = self.pos
+        free = cap - (pos - self.words[_fmt.WORD_READ])
+        if free > cap or free < 0:  # not a position the collector can have written
+            return False
+        off = pos % cap
+        if off + size > cap:  # no room before the end: the record starts again at 0
+            if cap - off + size > free:
+                return False
+            _fmt.FRAME.pack_into(mm, _fmt.HEADER + off, _fmt.WRAP, 0)
+            pos += cap - off
+            off = 0
+        elif size > free:
+            return False
+        at = _fmt.HEADER + off
+        _fmt.FRAME.pack_into(mm, at, length, binascii.crc32(body, _CRC[kind]))
+        mm[at + 8] = kind
+        mm[at + 9 : at + 8 + length] = body
+        pos += size
+        self.words[_fmt.WORD_WRITE] = pos  # published: after the copy
+        self.pos = pos
+        return True
+
+    def close(self) -> None:
+        try:
+            self.words.release()
+            self.mm.close()
+        except (BufferError, ValueError):  # pragma: no cover - still exported, or closed
+            pass
+        self.give_fd()
+
+    def give_fd(self) -> None:
+        """Close this process's descriptor of the ring (the collector has its own now)."""
+        if self.fd >= 0:
+            try:
+                os.close(self.fd)
+            except OSError:  # pragma: no cover
+                pass
+            self.fd = -1
+
+
+def create(capacity: int = _fmt.CAPACITY) -> Writer | None:
+    """A new ring, or None where there is no ``memfd_create`` (not Linux) or no memory."""
+    memfd_create = getattr(os, "memfd_create", None)
+    if memfd_create is None:
+        return None
+    fd = -1
+    try:
+        fd = memfd_create("proctrace-ring", os.MFD_CLOEXEC)
+        os.ftruncate(fd, _fmt.HEADER + capacity)
+        mm = mmap.mmap(fd, _fmt.HEADER + capacity)
+    except OSError:
+        if fd >= 0:
+            os.close(fd)
+        return None
+    mm[0:8] = _fmt.MAGIC
+    _fmt.U64.pack_into(mm, _fmt.OFF_CAPACITY, capacity)
+    return Writer(fd, mm, capacity)

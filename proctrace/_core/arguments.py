@@ -1,0 +1,98 @@
+"""A call's arguments described for a span: their reprs, redacted and cut, ``self`` left out.
+
+Secrets are found by name (a parameter or keyword whose name looks secret is shown as
+``[REDACTED]``) and inside values (``redact.scrub``, ``redact.safe_repr``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .redact import NUMBERS, REDACTED, bounded, is_secret, safe_repr, scrub
+from .spec import code_parameters, signature_key, takes_self
+
+_PARAM_NAMES: dict[Any, tuple[str, ...]] = {}
+
+
+def positional_names(fn: Callable[..., Any]) -> tuple[str, ...]:
+    """Names of ``fn``'s positional parameters (cached), to redact secrets passed by position."""
+    key = signature_key(fn)
+    names = _PARAM_NAMES.get(key)
+    if names is None:
+        names = code_parameters(fn)
+    if names is None:
+        import inspect  # only here: a program that never needs it does not load it
+
+        try:
+            params = inspect.signature(fn).parameters.values()
+            names = tuple(
+                p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            )
+        except (TypeError, ValueError):
+            names = ()
+        _PARAM_NAMES[key] = names
+    return names
+
+
+_SECRET_POSITIONS: dict[tuple[Any, tuple[str, ...]], tuple[bool, ...]] = {}
+
+
+def secret_positions(fn: Callable[..., Any], extra: tuple[str, ...]) -> tuple[bool, ...]:
+    """Which positional parameters of ``fn`` look secret (cached per function)."""
+    key = (signature_key(fn), extra)
+    found = _SECRET_POSITIONS.get(key)
+    if found is None:
+        found = _SECRET_POSITIONS[key] = tuple(
+            is_secret(name, extra) for name in positional_names(fn)
+        )
+    return found
+
+
+def _shown(value: object, limit: int, extra: tuple[str, ...]) -> str:
+    kind = type(value)
+    if kind in NUMBERS or (kind is str and str.isalnum(value)):  # type: ignore[arg-type]
+        return bounded(value, limit)  # nothing inside to redact
+    if kind is str:
+        return safe_repr(value, limit, extra)  # its repr is cleaned as text
+    return safe_repr(scrub(value, extra), limit, extra)
+
+
+def describe(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any], *, limit: int,
+    extra: tuple[str, ...] = (),
+) -> tuple[list[str], dict[str, str]]:
+    """Reprs of the positional and keyword arguments, redacted and truncated; a method's
+    ``self`` (or ``cls``) is not an argument the caller passed, so it is left out."""
+    return describe_as(secret_positions(fn, extra), takes_self(fn), args, kwargs, limit, extra)
+
+
+def describe_plain(args: tuple[Any, ...], limit: int, extra: tuple[str, ...]) -> list[str]:
+    """``describe_as()`` for a call whose positional parameters are not secret, that takes
+    no ``self`` and got no keyword arguments (a pool task's, most of the time); small ints
+    straight to their repr."""
+    return [
+        repr(a) if type(a) is int and -_SMALL_INT < a < _SMALL_INT and limit > 20
+        else _shown(a, limit, extra)
+        for a in args
+    ]
+
+
+_SMALL_INT = 10**18
+
+
+def describe_as(
+    secret: tuple[bool, ...], skip_self: bool, args: tuple[Any, ...], kwargs: Mapping[str, Any],
+    limit: int, extra: tuple[str, ...],
+) -> tuple[list[str], dict[str, str]]:
+    """``describe()`` given the function's secret positions and whether it takes ``self``."""
+    first = 1 if args and skip_self else 0
+    shown_args = [
+        REDACTED if i < len(secret) and secret[i] else _shown(args[i], limit, extra)
+        for i in range(first, len(args))
+    ]
+    shown_kwargs = {
+        str(key): REDACTED if is_secret(key, extra) else _shown(val, limit, extra)
+        for key, val in kwargs.items()
+    }
+    return shown_args, shown_kwargs
