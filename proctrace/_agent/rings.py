@@ -69,7 +69,7 @@ class Reader:
                 read += cap - off
                 continue
             size = _fmt.padded(length)
-            if length < 2 or off + size > cap or read + size > write:
+            if length < 1 or off + size > cap or read + size > write:
                 self.broken = True
                 refused += 1
                 break

@@ -1,0 +1,80 @@
+"""The ring between real processes: records whole and once, and none lost when the writer dies."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from conftest import by_name
+
+from proctrace._agent import rings
+from proctrace._child import ring as writer_side
+from proctrace._core import ring as fmt
+
+
+def test_a_writer_in_another_process_is_read_whole_once_and_in_order():
+    """A forked writer publishes 100,000 records as fast as it can while this process reads:
+    every record arrives exactly once, in order, none torn (positions are whole words)."""
+    writer = writer_side.create(1 << 16)
+    if writer is None:
+        pytest.skip("no memfd_create here")
+    reader = rings.Reader(os.dup(writer.fd))
+    count = 100_000
+    pid = os.fork()
+    if pid == 0:  # the writer
+        try:
+            for i in range(count):
+                body = i.to_bytes(4, "little") * (1 + i % 40)
+                while not writer.put(fmt.SPAN, body):
+                    time.sleep(0)
+        finally:
+            os._exit(0)
+    seen = 0
+    deadline = time.monotonic() + 60
+    while seen < count and time.monotonic() < deadline:
+        records, refused = reader.take()
+        assert refused == 0 and not reader.broken
+        for kind, body in records:
+            assert kind == fmt.SPAN and body == seen.to_bytes(4, "little") * (1 + seen % 40)
+            seen += 1
+    os.waitpid(pid, 0)
+    assert seen == count
+    assert reader.take(final=True) == ([], 0)
+
+
+POOL_KILLED = """
+import multiprocessing, os, signal, sys, time
+from proctrace import traced
+
+@traced
+def step(x):
+    if x == 1:  # the collector has taken the ring by now: the tasks after this go into it
+        time.sleep(0.3)
+    if x == 300:  # the worker dies in the middle of the map, by SIGKILL
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+if __name__ == "__main__":
+    pool = multiprocessing.get_context(sys.argv[1]).Pool(1)
+    pool.map_async(step, range(400), chunksize=1)
+    time.sleep(3)  # the task that killed its worker is lost to multiprocessing itself
+    pool.terminate()
+    pool.join()
+"""
+
+
+def test_a_pool_worker_killed_mid_map_loses_none_of_its_finished_tasks(
+    run_script, receiver, method
+):
+    """Task spans published in a worker's ring before SIGKILL are all read once its
+    connection ends: 0..299 ran in the first worker, each once."""
+    run = run_script(POOL_KILLED, method, env=receiver.env())
+    assert run.returncode == 0, run.stderr
+    receiver.wait_for_spans(300 + 1, timeout=30)
+    time.sleep(0.5)
+    steps = by_name(receiver.spans)["step"]
+    shown = sorted(int(s.attributes["proctrace.args"][0]) for s in steps)
+    assert shown[:300] == list(range(300))
+    assert 300 not in shown  # the task that killed its worker has no finished span
+    assert len(shown) == len(set(shown))

@@ -1,0 +1,108 @@
+"""The ring (``_core.ring``): what a writer publishes, a reader takes, whole and in order."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from proctrace._agent import rings
+from proctrace._child import ring as writer_side
+from proctrace._core import ring as fmt
+
+
+def _pair(capacity: int = 4096) -> tuple[writer_side.Writer, rings.Reader]:
+    writer = writer_side.create(capacity)
+    if writer is None:
+        pytest.skip("no memfd_create here")
+    reader = rings.Reader(os.dup(writer.fd))
+    writer.give_fd()
+    return writer, reader
+
+
+def test_a_writer_is_not_used_before_the_collector_reads_its_ring():
+    writer = writer_side.create(4096)
+    if writer is None:
+        pytest.skip("no memfd_create here")
+    assert not writer.put(fmt.SPAN, b"x")  # not attached: the socket instead
+    reader = rings.Reader(os.dup(writer.fd))
+    assert writer.put(fmt.SPAN, b"x")
+    assert reader.take() == ([(fmt.SPAN, b"x")], 0)
+
+
+def test_records_come_out_whole_and_in_order_across_many_wraps():
+    writer, reader = _pair(4096)
+    sent, got = [], []
+    for i in range(5000):
+        body = bytes([i % 251]) * (i * 37 % 900)  # 0..899 bytes: wraps at every size
+        kind = fmt.SPAN if i % 3 else fmt.LINE
+        for _ in range(3):  # full: the reader catches up, and then it fits
+            if writer.put(kind, body):
+                break
+            got.extend(reader.take()[0])
+        else:
+            pytest.fail(f"record {i} did not fit in an empty ring")
+        sent.append((kind, body))
+    got.extend(reader.take()[0])
+    assert got == sent
+    assert reader.take() == ([], 0)
+
+
+def test_a_full_ring_refuses_a_record_rather_than_overwrite_one():
+    writer, reader = _pair(1024)
+    puts = 0
+    while writer.put(fmt.SPAN, b"y" * 100):
+        puts += 1
+    assert 0 < puts <= 1024 // fmt.padded(101)
+    assert not writer.put(fmt.SPAN, b"y" * 2000)  # bigger than the ring: never fits
+    records, _ = reader.take()
+    assert len(records) == puts
+    assert writer.put(fmt.SPAN, b"y" * 100)  # room again once read
+
+
+def test_a_record_whose_crc_does_not_match_waits_then_is_refused_at_the_end():
+    """On a weak memory model the body may not be visible yet when the position is: the
+    reader waits for it; once the writer is gone (final) a record that still does not
+    match is refused, and what follows it is read."""
+    writer, reader = _pair(4096)
+    writer.put(fmt.SPAN, b"first")
+    at = fmt.HEADER + fmt.FRAME.size + 1  # the first record's body, after its kind
+    writer.mm[at : at + 5] = b"FIRST"  # as if not visible yet
+    writer.put(fmt.SPAN, b"second")
+    assert reader.take() == ([], 0)
+    assert reader.take(final=True) == ([(fmt.SPAN, b"second")], 1)
+
+
+def test_positions_out_of_range_break_the_ring_and_it_is_left_alone():
+    writer, reader = _pair(4096)
+    writer.words[fmt.WORD_WRITE] = 10 * 4096  # more than the ring holds past the read
+    records, refused = reader.take()
+    assert (records, refused) == ([], 1) and reader.broken
+    assert reader.take() == ([], 0)
+
+
+def test_a_length_that_runs_past_the_end_breaks_the_ring():
+    writer, reader = _pair(4096)
+    writer.put(fmt.SPAN, b"z" * 10)
+    fmt.FRAME.pack_into(writer.mm, fmt.HEADER, 5000, 0)
+    assert reader.take() == ([], 1) and reader.broken
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda mm: mm.__setitem__(slice(0, 8), b"NOTARING"),
+        lambda mm: fmt.U64.pack_into(mm, fmt.OFF_CAPACITY, 12345),
+    ],
+)
+def test_a_descriptor_that_is_not_a_ring_is_refused(damage):
+    writer = writer_side.create(4096)
+    if writer is None:
+        pytest.skip("no memfd_create here")
+    damage(writer.mm)
+    with pytest.raises(rings.RingError):
+        rings.Reader(os.dup(writer.fd))
+    r, w = os.pipe()
+    os.close(w)
+    with pytest.raises(rings.RingError):
+        rings.Reader(r)  # not a regular file
