@@ -16,7 +16,7 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._core import records
@@ -68,12 +68,14 @@ class Collector:
         listener: socket.socket,
         sink: Callable[[Finished], None],
         *,
+        sink_many: Callable[[Sequence[Finished]], None] | None = None,
         owner_pid: int | None = None,
         drain_timeout: float = 0.5,
         in_process: bool = False,
     ) -> None:
         self._listener = listener
         self._sink = sink
+        self._sink_many = sink_many
         self._owner_pid = owner_pid
         self._drain_timeout = drain_timeout
         self._stop_at: float | None = None
@@ -168,13 +170,20 @@ class Collector:
             return
         records, refused = ring.take(final)
         self.malformed += refused
+        spans: list[bytes] = []
         for kind, body in records:
             if kind == _RING_SPAN:
-                self._encoded_bytes(body)
-            elif kind == _RING_LINE:
+                spans.append(body)
+                continue
+            if spans:  # in their order with the lines between them
+                self._encoded_many(spans)
+                spans = []
+            if kind == _RING_LINE:
                 self._handle(conn, body)
             else:
                 self.malformed += 1
+        if spans:
+            self._encoded_many(spans)
         if ring.broken:
             self._close_ring(conn, drained=True)
 
@@ -247,13 +256,24 @@ class Collector:
         else:
             self._emit(encoded)
 
-    def _encoded_bytes(self, data: bytes) -> None:
-        """A span from a ring, as the message itself."""
-        encoded = _encoded.check_bytes(data)
-        if encoded is None:
-            self.malformed += 1
-        else:
-            self._emit(encoded)
+    def _encoded_many(self, messages: list[bytes]) -> None:
+        """Spans from a ring, as the messages themselves, checked and handed on together."""
+        spans, refused = _encoded.check_many(messages)
+        self.malformed += refused
+        if not spans:
+            return
+        trace_ids = self.trace_ids
+        for span in spans:
+            trace_ids.setdefault(span["trace"])
+        self.delivered += len(spans)
+        try:
+            if self._sink_many is not None:
+                self._sink_many(spans)
+            else:
+                for span in spans:
+                    self._sink(span)
+        except Exception:  # a failing sink must not stop the collection of the others
+            pass
 
     def _handle(self, conn: _Connection, line: bytes) -> None:
         """One line from a connection: checked by the record protocol, then acted on."""

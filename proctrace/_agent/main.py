@@ -66,6 +66,7 @@ def main(argv: list[str]) -> None:
     collector = _collector.Collector(
         socket.socket(fileno=fd),
         pipeline.add,
+        sink_many=pipeline.add_many,
         owner_pid=owner,
         drain_timeout=DRAIN_TIMEOUT,
     )

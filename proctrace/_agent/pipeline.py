@@ -169,6 +169,27 @@ class Pipeline:
             self._note("the backend is slower than the program")
             self._keep(overflow)
 
+    def add_many(self, records: Sequence[Record]) -> None:
+        """``add()`` of each of ``records`` (the spans of a ring), the queue's size checked
+        once for all of them."""
+        queue = self._queue
+        before = len(queue)
+        queue.extend(records)
+        after = len(queue)
+        if after < BATCH:
+            return
+        overflow: list[Record] = []
+        with self._wake:
+            if before // BATCH != after // BATCH:
+                self._wake.notify()
+            while len(queue) > MAX_QUEUE or (
+                len(queue) > MAX_QUEUE_UNHEALTHY and not self._is_healthy()
+            ):
+                overflow.extend(self._take())
+        if overflow:
+            self._note("the backend is slower than the program")
+            self._keep(overflow)
+
     def _is_healthy(self) -> bool:
         stuck = bool(self._in_flight) and time.monotonic() - self._export_started > SLOW
         return self._healthy and not stuck

@@ -108,3 +108,24 @@ def test_an_export_request_mixes_encoded_spans_and_records():
         [record(["1"], {}, 0.5), record(["1"], {}, 0.5)], {"service.name": "s"}
     )
     assert mixed == plain
+
+
+def test_spans_from_a_ring_are_checked_together_as_each_would_be_alone():
+    """``check_many`` (a ring's spans) gives what ``check_bytes`` gives each: the spans
+    TaskSpans writes read from their bytes, any other layout parsed whole, and anything
+    that is not a span (or has the zero trace id) refused, the rest kept."""
+    good = [
+        protobuf.TaskSpans(TRACE, PARENT, "work", PROCESS).encode(
+            f"{i + 1:016x}", 10**18, 10**18 + 5, [str(i)], {}, 0.5
+        )
+        for i in range(50)
+    ]
+    other = _span_bytes(trace_id=b"\1" * 16, span_id=b"\2" * 8, name="n")  # no parent
+    zero = bytes.fromhex(good[0].hex().replace("a1" * 16, "00" * 16))
+    for batch in ([*good, other], [*good, other, b"\xff" * 40, zero]):
+        spans, refused = encoded.check_many(batch)
+        alone = [s for s in map(encoded.check_bytes, batch) if s is not None]
+        assert spans == alone
+        assert refused == len(batch) - len(alone)
+    assert spans[0] == {"trace": TRACE, "span": f"{1:016x}", "encoded": good[0]}
+    assert encoded.check_many([]) == ([], 0)
