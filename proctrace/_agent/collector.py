@@ -179,7 +179,7 @@ class Collector:
                 self._encoded_many(spans)
                 spans = []
             if kind == _RING_LINE:
-                self._handle(conn, body)
+                self._handle(conn, body, from_ring=True)
             else:
                 self.malformed += 1
         if spans:
@@ -275,7 +275,7 @@ class Collector:
         except Exception:  # a failing sink must not stop the collection of the others
             pass
 
-    def _handle(self, conn: _Connection, line: bytes) -> None:
+    def _handle(self, conn: _Connection, line: bytes, from_ring: bool = False) -> None:
         """One line from a connection: checked by the record protocol, then acted on."""
         try:
             record = records.parse(line)
@@ -293,6 +293,11 @@ class Collector:
                 conn.open[record["span"]] = data
         elif record["k"] == "end":
             started = conn.open.pop(record["span"], None)
+            if started is None and conn.ring is not None and not from_ring:
+                # Its start may be in the ring still: a task's start goes there, and its end
+                # over the socket only when the ring had no room for it.
+                self._drain(conn)
+                started = conn.open.pop(record["span"], None)
             if started is None:  # an end without its start on this connection
                 self.malformed += 1
                 return

@@ -68,6 +68,7 @@ class Span:
         "links",
         "name",
         "parent_id",
+        "ring",
         "sampled",
         "shared",
         "span_id",
@@ -101,6 +102,7 @@ class Span:
         self.shared = shared
         self.sampled = sampled
         self.links = links
+        self.ring = False  # its records go through the process's ring (a Dask task's)
         if not announce or not sampled or sent:  # sent: its starter sent the start record
             return
         record: dict[str, Any] = {
@@ -112,14 +114,18 @@ class Span:
             "start": self.start_ns,
             "attrs": attributes,
         }
-        if task:  # not a process's span: the collector holds it for no exit code
-            record["t"] = True
         if links:
             record["links"] = links
-        _wire.send(record)
+        if task:  # not a process's span: the collector holds it for no exit code
+            record["t"] = True
+            # Many of these, two records each: through the ring when there is room (the
+            # end then follows its start there); the collector reads both in order.
+            self.ring = _wire.send_task(record)
+        else:
+            _wire.send(record)
 
     @classmethod
-    def task(cls, name: str, trace_id: str, parent_id: str) -> Span:
+    def for_task(cls, name: str, trace_id: str, parent_id: str) -> Span:
         """A sampled span of one call that sends one record when it ends (a pool task's,
         which ``_child.tasks`` encodes): ``Span(..., announce=False, shared=True)``, made
         without ``__init__``'s work, for every task."""
@@ -127,7 +133,7 @@ class Span:
         span.name, span.trace_id, span.parent_id = name, trace_id, parent_id
         span.span_id, span.start_ns = new_id(8), time.time_ns()
         span.attributes, span.events, span.links = {}, [], None
-        span.announced, span.shared, span.sampled = False, True, True
+        span.announced, span.shared, span.sampled, span.ring = False, True, True, False
         return span
 
     @classmethod
@@ -138,7 +144,7 @@ class Span:
         span.name, span.trace_id, span.parent_id = name, trace_id, parent_id
         span.span_id, span.start_ns = span_id, start_ns
         span.attributes, span.events, span.links = {}, [], None
-        span.announced, span.shared, span.sampled = True, False, True
+        span.announced, span.shared, span.sampled, span.ring = True, False, True, False
         return span
 
     def record_exception(self, exc: BaseException) -> None:
@@ -168,17 +174,19 @@ class Span:
             dropped = self.attributes.get(DROPPED_LOG_EVENTS)
             if dropped:  # counted after the start record went out
                 attributes = {**(attributes or {}), DROPPED_LOG_EVENTS: dropped}
-            _wire.send(
-                {
-                    "k": "end",
-                    "span": self.span_id,
-                    "end": end_ns,
-                    "status": status,
-                    "message": message,
-                    "attrs": attributes or {},
-                    "events": self.events,
-                }
-            )
+            end: dict[str, Any] = {
+                "k": "end",
+                "span": self.span_id,
+                "end": end_ns,
+                "status": status,
+                "message": message,
+                "attrs": attributes or {},
+                "events": self.events,
+            }
+            if self.ring:
+                _wire.send_task(end)
+            else:
+                _wire.send(end)
             return end_ns
         if attributes:
             self.attributes.update(attributes)

@@ -115,7 +115,7 @@ def run_task(
 def run(plan: _Plan, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
     """One call of the plan's function, in its span. Pool tasks are many and short: this
     runs for each, so it calls little and builds little (about 5 µs here)."""
-    span = _Span.task(plan.name, plan.trace_id, plan.parent_id)
+    span = _Span.for_task(plan.name, plan.trace_id, plan.parent_id)
     shown_args: list[str] | None = None
     shown_kwargs: dict[str, str] = _NO_KWARGS
     if plan.record_args:

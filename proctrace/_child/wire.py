@@ -161,7 +161,21 @@ def send_encoded(span: bytes) -> bool:
         return _send(b"%s%s%s\n" % (ENCODED_START, span.hex().encode(), ENCODED_END))
 
 
-_SPAN = _fmt.SPAN
+def send_task(record: Mapping[str, Any]) -> bool:
+    """A task's start or end record (a Dask task's: two per task), into this process's ring
+    if it has room, else over the socket; True when it went into the ring."""
+    line = encode(record)
+    with _lock:
+        ring = _ring
+        if ring is not None and ring.put(_LINE, line[:-1]):
+            return True
+        if not _ring_tried:
+            _start_ring()
+        _send(line)
+        return False
+
+
+_SPAN, _LINE = _fmt.SPAN, _fmt.LINE
 _ring: _ringwriter.Writer | None = None
 _ring_tried = False  # for this connection
 
