@@ -20,6 +20,7 @@ from typing import Any
 
 from .._core import config as _config
 from .._core.records import Finished
+from .._otlp import encoded as _encoded
 from .._otlp import files as _otlpjson
 
 Record = Finished
@@ -40,6 +41,9 @@ class _Exporter:
 
     def export(self, batch: Sequence[Record]) -> bool:
         raise NotImplementedError
+
+    def warm(self) -> None:
+        """Load what the first export needs (see ``Pipeline._run``)."""
 
     def shutdown(self) -> None:
         pass
@@ -79,6 +83,11 @@ class OtlpExporter(_Exporter):
             options = dataclasses.replace(options, timeout=EXPORT_TIMEOUT)
         self._transport = transport.Transport(options)
         self._resource = resource
+
+    def warm(self) -> None:
+        from .._otlp import protobuf  # noqa: F401
+
+        self._transport.warm()
 
     def export(self, batch: Sequence[Record]) -> bool:
         """Send ``batch``; raises the transport's error (which says why) when it was not taken."""
@@ -199,6 +208,15 @@ class Pipeline:
         return [self._queue.popleft() for _ in range(count)]
 
     def _run(self) -> None:
+        # What the first export needs is loaded now, while the program starts its processes,
+        # rather than with the first full batch, when its import would hold up the collector
+        # (and the processes writing to it) for as long as it takes.
+        for exporter in self._exporters:
+            try:
+                exporter.warm()
+            except Exception:  # said by the first export
+                pass
+        _encoded.warm()
         while True:
             with self._wake:
                 if not self._queue and not self._stopping:

@@ -1,8 +1,10 @@
 """The collector's side of a ring (``_core.ring``): the records a process wrote into it.
 
 A ring arrives as a descriptor with the ``ring`` record on its process's connection; the
-collector maps it, says it reads it (the writer uses it from then on), and takes what was
-published on every turn of its loop, and all of it once the connection ends. A ring that
+collector maps it and takes what was published (from the first record: the writer does
+not wait for it) on every turn of its loop, and all of it once the connection ends. A ring
+it cannot map (out of memory) it marks refused, and the writer goes back to the socket:
+what the writer had put in it by then is lost. A ring that
 breaks the format (a position out of range, a length that does not fit) is dropped, like
 a malformed record: its writer's later records in it are lost, and counted.
 """
@@ -31,7 +33,12 @@ class Reader:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode) or info.st_size <= _fmt.HEADER:
                 raise RingError("not a ring: not a regular file of its size")
-            mm = mmap.mmap(fd, info.st_size)
+            try:
+                mm = mmap.mmap(fd, info.st_size)
+            except OSError as exc:  # out of memory, say: the writer goes back to the socket
+                if os.pread(fd, 8, 0) == _fmt.MAGIC:
+                    os.pwrite(fd, bytes([_fmt.REFUSED]), _fmt.OFF_ATTACHED)
+                raise RingError(f"ring refused: {exc}") from None
         except OSError as exc:
             raise RingError(f"not a ring: {exc}") from None
         finally:
@@ -45,7 +52,7 @@ class Reader:
         self.capacity = capacity
         self.read = self.words[_fmt.WORD_READ]
         self.broken = False
-        mm[_fmt.OFF_ATTACHED] = 1  # the writer uses the ring from now on
+        mm[_fmt.OFF_ATTACHED] = _fmt.ATTACHED
 
     def take(self, final: bool = False) -> tuple[list[tuple[int, bytes]], int]:
         """The records published since the last call, as (kind, record), and how many were

@@ -31,9 +31,11 @@ class Writer:
 
     def put(self, kind: int, body: bytes) -> bool:
         """Copy in one record (``kind``: ``LINE`` or ``SPAN``) and publish it; False when the
-        collector does not read the ring yet or it has no room (send it over the socket)."""
+        ring has no room or the collector refused it (send it over the socket). Used from the
+        start, before the collector has read the ring: a worker never waits for a collector
+        still starting (about 0.2 s here)."""
         mm = self.mm
-        if not mm[_fmt.OFF_ATTACHED]:
+        if mm[_fmt.OFF_ATTACHED] == _fmt.REFUSED:
             return False
         length = len(body) + 1
         size = (_fmt.FRAME.size + length + 7) & ~7

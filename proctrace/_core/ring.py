@@ -12,8 +12,10 @@ The format, defined here once for both sides (all integers little-endian):
 
 - a header of ``HEADER`` bytes: ``MAGIC``; the capacity of the data area; the write
   position (bytes written so far, only the writer writes it); the read position (only the
-  collector writes it); a byte the collector sets once it reads the ring (until then the
-  writer uses the socket);
+  collector writes it); a byte the collector sets: ``ATTACHED`` once it reads the ring,
+  ``REFUSED`` if it cannot (the writer then goes back to the socket). The writer does not
+  wait for it: the ``ring`` record that hands the ring over comes before anything in it, so
+  the collector, however late it starts, reads the ring from its first record;
 - the data area, ``capacity`` bytes, each record at ``position % capacity``: its length and
   the CRC-32 of its body (``FRAME``), then the body (one byte of kind, then the record),
   padded to 8 bytes. A record never wraps around the end: where it would, the writer
@@ -36,6 +38,7 @@ HEADER = 64
 CAPACITY = 1 << 20  # 1 MiB: about 3,000 pool task spans between two reads
 OFF_CAPACITY, OFF_WRITE, OFF_READ, OFF_ATTACHED = 8, 16, 24, 32
 WORD_WRITE, WORD_READ = OFF_WRITE // 8, OFF_READ // 8  # as indexes of the header's words
+ATTACHED, REFUSED = 1, 2  # the byte at OFF_ATTACHED
 U64 = struct.Struct("<Q")
 FRAME = struct.Struct("<II")  # body length, CRC-32 of the body
 WRAP = 0xFFFFFFFF

@@ -30,6 +30,12 @@ def _message_type() -> Any:
     return _Span
 
 
+def warm() -> None:
+    """Load the protobuf types the checks use (the agent does it at its start)."""
+    _message_type()
+    _scope_spans_type()
+
+
 def check(text: str | bytes) -> EncodedSpan | None:
     """A ``pb`` record's payload (hex) as the span it holds; None when it is not a whole ``Span``
     message with a trace id, a span id and a name."""

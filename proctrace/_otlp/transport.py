@@ -173,6 +173,23 @@ class Transport:
                         raise final from error.__cause__
                 time.sleep(delay)
 
+    def warm(self) -> None:
+        """Load and set up now what the first :meth:`send` would (gRPC and its channel): in
+        the agent that happens at its start, not in the middle of the first spans' flow,
+        whose reading it would hold up (the import holds the GIL for ~0.1 s here)."""
+        if self.options.protocol != "grpc":
+            return
+        try:
+            import grpc  # type: ignore[import-untyped,unused-ignore]
+        except ImportError:
+            return  # said at the first send
+        with self._lock:
+            if self._export is None:
+                try:
+                    self._open_grpc(grpc)
+                except Exception:  # said at the first send, which tries again
+                    self._close_grpc()
+
     def close(self) -> None:
         """Close the connection; a later :meth:`send` opens a new one."""
         with self._lock:

@@ -20,14 +20,18 @@ def _pair(capacity: int = 4096) -> tuple[writer_side.Writer, rings.Reader]:
     return writer, reader
 
 
-def test_a_writer_is_not_used_before_the_collector_reads_its_ring():
+def test_what_is_written_before_the_collector_reads_the_ring_is_read_from_the_first():
+    """A worker does not wait for a collector still starting: the ring is used at once, and
+    the collector reads it from its first record; a ring it refused is not used any more."""
     writer = writer_side.create(4096)
     if writer is None:
         pytest.skip("no memfd_create here")
-    assert not writer.put(fmt.SPAN, b"x")  # not attached: the socket instead
+    assert writer.put(fmt.SPAN, b"early")
     reader = rings.Reader(os.dup(writer.fd))
-    assert writer.put(fmt.SPAN, b"x")
-    assert reader.take() == ([(fmt.SPAN, b"x")], 0)
+    assert writer.put(fmt.SPAN, b"late")
+    assert reader.take() == ([(fmt.SPAN, b"early"), (fmt.SPAN, b"late")], 0)
+    writer.mm[fmt.OFF_ATTACHED] = fmt.REFUSED
+    assert not writer.put(fmt.SPAN, b"x")
 
 
 def test_records_come_out_whole_and_in_order_across_many_wraps():
