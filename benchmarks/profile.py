@@ -74,7 +74,7 @@ if __name__ == "__main__":
         from proctrace._child import lines
         import multiprocessing.util
         spent = {"lock": 0.0, "line": 0.0, "lines": 0}
-        lockf, msg = lines.fcntl.lockf, lines.write_line
+        lockf, msg = lines._lockf, lines.write_line
 
         def timed_lockf(*a):
             t0 = time.perf_counter()
@@ -91,7 +91,7 @@ if __name__ == "__main__":
                 spent["line"] += time.perf_counter() - t0
                 spent["lines"] += 1
 
-        lines.fcntl.lockf, lines.write_line = timed_lockf, timed_msg
+        lines._lockf, lines.write_line = timed_lockf, timed_msg
         main_pid, path = os.getpid(), sys.argv[4]
 
         def dump():
