@@ -49,3 +49,17 @@ def test_bench_quick_measures_every_method_and_variant_and_delivers_spans(tmp_pa
     assert dask["proctrace"]["us_per_task"] > 0
     assert dask["proctrace"]["spans"] == "ok", dask["proctrace"]["span_runs"]
     assert "proctrace/bare" in proc.stdout
+
+
+def test_the_floor_script_measures_bare_and_its_stand_in(tmp_path: Path) -> None:
+    """`benchmarks/floor.py` runs its stand-in and bare fork children and prints the two rows
+    and their ratio. No timing is asserted."""
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/floor.py", "--children", "20", "--rounds", "1"],
+        cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()[1:3]}
+    assert set(rows) == {"bare", "floor"}
+    assert all(float(value) > 0 for values in rows.values() for value in values)
+    assert "floor / bare:" in proc.stdout
