@@ -221,11 +221,16 @@ def _send(line: bytes) -> bool:
 
 
 def _drop() -> None:
-    global _sock, _ring, _ring_tried
+    global _ring, _ring_tried
     if _ring is not None:  # the collector took what is in it; a new connection, a new ring
         _ring.close()
         _ring = None
     _ring_tried = False
+    _close_socket()
+
+
+def _close_socket() -> None:
+    global _sock
     if _sock is not None:
         try:
             _sock.close()
@@ -243,19 +248,14 @@ def close() -> None:
 def _after_fork_in_child() -> None:
     # The inherited socket belongs to the parent: close our copy (without
     # shutdown(), which would end the parent's stream too) and start afresh.
-    global _warned, _defaults, _sock, _ring, _ring_tried
+    global _warned, _defaults, _ring, _ring_tried
     _lock._at_fork_reinit()  # type: ignore[attr-defined]  # held by another thread?
     if _ring is not None:
         _ring = None  # the parent's to write: a child makes its own
         _ring_tried = False
     _warned = False
     _defaults = None
-    if _sock is not None:
-        try:
-            _sock.close()
-        except OSError:  # pragma: no cover - closing a broken socket
-            pass
-        _sock = None
+    _close_socket()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

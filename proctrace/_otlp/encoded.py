@@ -19,21 +19,27 @@ from typing import Any
 from .._core.records import EncodedSpan, Event, Finished, Link, SpanData
 
 _Span: Any = None
+_ScopeSpans: Any = None
 
 
 def _message_type() -> Any:
-    global _Span
+    """The protobuf runtime's ``Span`` (loaded at the first check, with ``ScopeSpans``)."""
+    global _Span, _ScopeSpans
     if _Span is None:
-        from opentelemetry.proto.trace.v1.trace_pb2 import Span
+        from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span
 
-        _Span = Span
+        _Span, _ScopeSpans = Span, ScopeSpans
     return _Span
+
+
+def _scope_spans_type() -> Any:
+    _message_type()
+    return _ScopeSpans
 
 
 def warm() -> None:
     """Load the protobuf types the checks use (the agent does it at its start)."""
     _message_type()
-    _scope_spans_type()
 
 
 def check(text: str | bytes) -> EncodedSpan | None:
@@ -99,17 +105,6 @@ def _field2(message: bytes) -> bytes:
     length.append(n)
     return b"\x12" + bytes(length) + message
 
-
-_ScopeSpans: Any = None
-
-
-def _scope_spans_type() -> Any:
-    global _ScopeSpans
-    if _ScopeSpans is None:
-        from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
-
-        _ScopeSpans = ScopeSpans
-    return _ScopeSpans
 
 
 def check_bytes(data: bytes) -> EncodedSpan | None:
