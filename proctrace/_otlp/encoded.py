@@ -66,20 +66,20 @@ def check_many(messages: list[bytes]) -> tuple[list[EncodedSpan], int]:
         each = [span for span in map(check_bytes, messages) if span is not None]
         return each, len(messages) - len(each)
     out: list[EncodedSpan] = []
-    last_trace, last_hex = b"", ""
+    last_head, last_hex = b"\xff", ""  # a head no span has (its first byte is 0x0a)
     for data in messages:
+        # Read by index (small ints, nothing made): the tags and lengths of the trace id
+        # (bytes 2-17), the span id (20-27), the parent's id (30-37) and a name that is not
+        # empty (its tag at 38, its length at 39), as TaskSpans lays them out.
         if (
-            data[:2] == _TRACE
-            and data[18:20] == _SPAN_ID
-            and data[28:30] == _PARENT
-            and data[36:37] == _NAME
-            and data[37:38] != b"\x00"
+            len(data) > 40
+            and data[0] == 0x0A and data[1] == 16 and data[18] == 0x12 and data[19] == 8
+            and data[28] == 0x22 and data[29] == 8 and data[38] == 0x2A and data[39]
         ):
-            trace = data[2:18]
-            if trace != last_trace:
-                if trace == _ZERO_TRACE:
+            if not data.startswith(last_head):  # another trace than the last span's
+                if data[2:18] == _ZERO_TRACE:
                     continue
-                last_trace, last_hex = trace, trace.hex()
+                last_head, last_hex = data[:18], data[2:18].hex()
             out.append({"trace": last_hex, "span": data[20:28].hex(), "encoded": data})
         else:
             span = check_bytes(data)
@@ -88,16 +88,18 @@ def check_many(messages: list[bytes]) -> tuple[list[EncodedSpan], int]:
     return out, len(messages) - len(out)
 
 
-_TRACE, _SPAN_ID, _PARENT, _NAME = b"\x0a\x10", b"\x12\x08", b"\x22\x08", b"\x2a"
 _ZERO_TRACE = bytes(16)
-_SMALL = [bytes([n]) for n in range(128)]
+# The tag and length of field 2 for a message of n < 16384 bytes (a span is a few hundred).
+_FIELD2 = [
+    b"\x12" + (bytes([n]) if n < 128 else bytes([(n & 0x7F) | 0x80, n >> 7])) for n in range(16384)
+]
 
 
 def _field2(message: bytes) -> bytes:
     """``message`` as field 2 (``ScopeSpans.spans``) of a message."""
     n = len(message)
-    if n < 128:
-        return b"\x12" + _SMALL[n] + message
+    if n < 16384:
+        return _FIELD2[n] + message
     length = bytearray()
     while n > 0x7F:
         length.append((n & 0x7F) | 0x80)

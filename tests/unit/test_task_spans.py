@@ -110,7 +110,7 @@ def test_an_export_request_mixes_encoded_spans_and_records():
     assert mixed == plain
 
 
-def test_spans_from_a_ring_are_checked_together_as_each_would_be_alone():
+def test_spans_from_a_ring_are_checked_together_as_each_would_be_alone(monkeypatch):
     """``check_many`` (a ring's spans) gives what ``check_bytes`` gives each: the spans
     TaskSpans writes read from their bytes, any other layout parsed whole, and anything
     that is not a span (or has the zero trace id) refused, the rest kept."""
@@ -129,3 +129,8 @@ def test_spans_from_a_ring_are_checked_together_as_each_would_be_alone():
         assert refused == len(batch) - len(alone)
     assert spans[0] == {"trace": TRACE, "span": f"{1:016x}", "encoded": good[0]}
     assert encoded.check_many([]) == ([], 0)
+    # The spans TaskSpans writes are read from their bytes, not parsed one by one.
+    whole = []
+    monkeypatch.setattr(encoded, "check_bytes", lambda data: whole.append(data))
+    spans, refused = encoded.check_many(good)
+    assert (len(spans), refused, whole) == (len(good), 0, [])
