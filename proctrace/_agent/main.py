@@ -96,6 +96,8 @@ def main(argv: list[str]) -> None:
             f"send them later with: proctrace send {kept}"
         )
     # Never claimed as written: said plainly, whatever --quiet says.
+    if pipeline.lost:
+        _say(f"{pipeline.lost} spans lost: {pipeline.lost_why}")
     if trace_file.lost:
         _say(f"{trace_file.lost} spans lost: no trace file could be written ({trace_file.error})")
     if fallback.lost:
@@ -114,4 +116,3 @@ def _say(line: str) -> None:
         sys.stderr.flush()
     except (OSError, ValueError):  # the terminal is gone (SIGHUP): the files still say it
         pass
-

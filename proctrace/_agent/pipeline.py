@@ -6,7 +6,10 @@ settings for headers, certificates, compression and timeout as the SDK's
 exporters do), the console, or nothing. Records are encoded straight to OTLP (``_otlp``). A batch an
 OTLP backend did not take is appended to a local file instead, so nothing is
 dropped silently; at exit the pipeline gets a fixed time, and what is still
-queued or in flight then goes to that file too.
+queued or in flight then goes to that file too. A destination on this machine (the
+trace file, the console) is waited for instead: the collector stops reading while it
+is behind, and at exit it gets a few seconds more; what it still has not taken then is
+counted and said lost.
 """
 
 from __future__ import annotations
@@ -34,6 +37,13 @@ EXPORT_TIMEOUT = 5.0
 MAX_QUEUE = 64 * BATCH
 MAX_QUEUE_UNHEALTHY = 2 * BATCH
 SLOW = 1.0
+# Destinations on this machine (a file, the console) are never given up on: past MAX_QUEUE,
+# the collector waits for them (its processes then wait on their full sockets, as they
+# would on a slow disk without proctrace), and at exit they get LOCAL_DEADLINE more to
+# finish before what is left is counted lost, and said (within the program's wait for its
+# agent, _starter.run.AGENT_EXIT_TIMEOUT).
+LOCAL = ("file", "console")
+LOCAL_DEADLINE = 3.5
 
 
 class _Exporter:
@@ -153,7 +163,11 @@ class Pipeline:
         self._in_flight: Sequence[Record] = ()
         self._export_started = 0.0
         self._healthy = True
+        self._local = [e for e in exporters if e.name in LOCAL]
+        self._remote = len(self._local) < len(exporters)
         self.kept = 0  # spans written to the fallback file
+        self.lost = 0  # spans a local destination did not take in time at exit
+        self.lost_why = ""
         self.errors: list[str] = []
         self._thread = threading.Thread(target=self._run, name="proctrace-export", daemon=True)
         self._thread.start()
@@ -169,14 +183,15 @@ class Pipeline:
         overflow: list[Record] = []
         with self._wake:
             if size == BATCH or size % BATCH == 0:
-                self._wake.notify()
-            if len(queue) > MAX_QUEUE or (
+                self._wake.notify_all()
+            if not self._remote:
+                self._wait_for_room()
+            elif len(queue) > MAX_QUEUE or (
                 len(queue) > MAX_QUEUE_UNHEALTHY and not self._is_healthy()
             ):
                 overflow = self._take()
         if overflow:
-            self._note("the backend is slower than the program")
-            self._keep(overflow)
+            self._overflow(overflow)
 
     def add_many(self, records: Sequence[Record]) -> None:
         """``add()`` of each of ``records`` (the spans of a ring), the queue's size checked
@@ -190,14 +205,36 @@ class Pipeline:
         overflow: list[Record] = []
         with self._wake:
             if before // BATCH != after // BATCH:
-                self._wake.notify()
-            while len(queue) > MAX_QUEUE or (
-                len(queue) > MAX_QUEUE_UNHEALTHY and not self._is_healthy()
-            ):
-                overflow.extend(self._take())
+                self._wake.notify_all()
+            if not self._remote:
+                self._wait_for_room()
+            else:
+                while len(queue) > MAX_QUEUE or (
+                    len(queue) > MAX_QUEUE_UNHEALTHY and not self._is_healthy()
+                ):
+                    overflow.extend(self._take())
         if overflow:
-            self._note("the backend is slower than the program")
-            self._keep(overflow)
+            self._overflow(overflow)
+
+    def _wait_for_room(self) -> None:
+        """With ``_wake`` held: wait while local destinations have more than MAX_QUEUE spans
+        to write (the export thread wakes this at each batch it takes)."""
+        while len(self._queue) > MAX_QUEUE and self._thread.is_alive():
+            self._wake.wait(INTERVAL)
+
+    def _overflow(self, batch: Sequence[Record]) -> None:
+        """Spans the backend could not take in time: kept in the fallback file, and written
+        to the local destinations now."""
+        self._note("the backend is slower than the program")
+        self._keep(batch)
+        self._export_local(batch)
+
+    def _export_local(self, batch: Sequence[Record]) -> None:
+        for exporter in self._local:
+            try:
+                exporter.export(batch)
+            except Exception as exc:  # pragma: no cover - an exporter bug: said at exit
+                self._note(f"{exporter.name}: {_reason(exc)}")
 
     def _is_healthy(self) -> bool:
         stuck = bool(self._in_flight) and time.monotonic() - self._export_started > SLOW
@@ -222,6 +259,8 @@ class Pipeline:
                 if not self._queue and not self._stopping:
                     self._wake.wait(INTERVAL)
                 batch = self._take()
+                if batch:
+                    self._wake.notify_all()  # a collector waiting for room (local only)
                 self._in_flight = batch
                 self._export_started = time.monotonic()
                 if not batch and self._stopping:
@@ -259,13 +298,21 @@ class Pipeline:
             self._stopping = True
             self._wake.notify()
         self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive() and not self._remote:
+            # A file or the console: slower than the program, but it takes them.
+            self._thread.join(LOCAL_DEADLINE)
         if self._thread.is_alive():
             with self._wake:
-                left = list(self._in_flight) + list(self._queue)
+                queued = list(self._queue)
+                left = list(self._in_flight) + queued
                 self._queue.clear()
-            if any(e.name == "otlp" for e in self._exporters):
+            if self._remote:
                 self._note(f"export did not finish within {timeout:g} s")
                 self._keep(left)
+                self._export_local(queued)  # the batch in flight went to them first
+            else:
+                self.lost += len(left)
+                self.lost_why = f"not written within {timeout + LOCAL_DEADLINE:g} s of the exit"
             return
         for exporter in self._exporters:
             try:

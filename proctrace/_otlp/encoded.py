@@ -108,7 +108,6 @@ def _field2(message: bytes) -> bytes:
     return b"\x12" + bytes(length) + message
 
 
-
 def check_bytes(data: bytes) -> EncodedSpan | None:
     """``check()`` for the message itself (from a ring: no hex)."""
     try:
@@ -135,6 +134,22 @@ def _value(value: Any) -> Any:
 
 def _attributes(pairs: Iterable[Any]) -> dict[str, Any]:
     return {pair.key: _value(pair.value) for pair in pairs}
+
+
+def key_value(data: bytes) -> tuple[str, Any]:
+    """A ``KeyValue`` message of a checked span, as its key and the value a record holds."""
+    from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
+    pair = KeyValue.FromString(data)
+    return pair.key, _value(pair.value)
+
+
+def status(data: bytes) -> tuple[int, str]:
+    """A ``Status`` message of a checked span, as its code and message."""
+    from opentelemetry.proto.trace.v1.trace_pb2 import Status
+
+    message = Status.FromString(data)
+    return message.code, message.message
 
 
 def decode(record: EncodedSpan) -> SpanData:

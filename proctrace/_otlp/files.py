@@ -20,11 +20,12 @@ import os
 import re
 import stat
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO
 
 from .._core.records import Finished
-from . import encoded, otlpjson
+from . import otlpjson
 
 _CREATE = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -103,6 +104,7 @@ class TraceFile:
         self._chooser = chooser
         self._name = name
         self._fd: int | None = None
+        self._lock = threading.Lock()
         self.path: str | None = None
         self.written = 0  # spans on disk
         self.lost = 0  # spans that could not be written
@@ -110,11 +112,12 @@ class TraceFile:
 
     def append(self, records: Sequence[Finished], resource: Mapping[str, Any]) -> bool:
         """Append one export request holding ``records``; False (counted lost) on failure."""
-        line = otlpjson.dumps(encoded.expand(records), resource)
+        line = otlpjson.dumps(records, resource)
         try:
-            fd = self._open()
-            while line:
-                line = line[os.write(fd, line) :]
+            with self._lock:  # whole lines: the agent's collector may write one too
+                fd = self._open()
+                while line:
+                    line = line[os.write(fd, line) :]
         except OSError as exc:
             self.lost += len(records)
             self.error = self.error or str(exc.strerror or exc)

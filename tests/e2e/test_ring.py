@@ -11,6 +11,7 @@ from conftest import by_name
 from proctrace._agent import rings
 from proctrace._child import ring as writer_side
 from proctrace._core import ring as fmt
+from proctrace._otlp import files
 
 
 def test_a_writer_in_another_process_is_read_whole_once_and_in_order():
@@ -78,3 +79,43 @@ def test_a_pool_worker_killed_mid_map_loses_none_of_its_finished_tasks(
     assert shown[:300] == list(range(300))
     assert 300 not in shown  # the task that killed its worker has no finished span
     assert len(shown) == len(set(shown))
+
+
+POOL_TO_FILE = """
+import multiprocessing, sys
+from proctrace import traced
+
+@traced
+def step(x):
+    return x
+
+if __name__ == "__main__":
+    with multiprocessing.get_context(sys.argv[1]).Pool(2) as pool:
+        pool.map(step, range(int(sys.argv[2])), chunksize=1)
+"""
+
+
+def test_with_no_backend_every_task_span_is_in_the_trace_file(run_script, tmp_path):
+    """The default destination, the trace file, takes each span however fast a pool makes
+    them (pool workers write into their rings faster than spans were written as JSON): none
+    kept as undelivered, none lost at exit."""
+    tasks = 30_000
+    run = run_script(POOL_TO_FILE, "fork", str(tasks))
+    assert run.returncode == 0, run.stderr
+    assert "could not be sent" not in run.stderr and "lost" not in run.stderr, run.stderr
+    (trace,) = (tmp_path / ".proctrace").glob("*.jsonl")  # no undelivered file
+    spans = [
+        span
+        for request in files.read(str(trace))
+        for resource in request["resourceSpans"]
+        for scope in resource["scopeSpans"]
+        for span in scope["spans"]
+    ]
+    args = [
+        {a["key"]: a["value"] for a in span["attributes"]}["proctrace.args"]
+        for span in spans
+        if span["name"] == "step"
+    ]
+    steps = sorted(int(a["arrayValue"]["values"][0]["stringValue"]) for a in args)
+    assert steps == list(range(tasks))
+    assert len(spans) == tasks + 3  # and the main span, the two workers'

@@ -29,8 +29,16 @@ def record(args: list[str] | None, kwargs: dict[str, str], cpu: float) -> record
         attrs[names.KWARGS_PREFIX + key] = value
     attrs[names.TASK_CPU] = cpu
     return {
-        "trace": TRACE, "span": SPAN, "parent": PARENT, "name": "work", "start": 10**18,
-        "end": 10**18 + 5000, "status": 0, "message": "", "attrs": attrs, "events": [],
+        "trace": TRACE,
+        "span": SPAN,
+        "parent": PARENT,
+        "name": "work",
+        "start": 10**18,
+        "end": 10**18 + 5000,
+        "status": 0,
+        "message": "",
+        "attrs": attrs,
+        "events": [],
     }
 
 
@@ -134,3 +142,103 @@ def test_spans_from_a_ring_are_checked_together_as_each_would_be_alone(monkeypat
     monkeypatch.setattr(encoded, "check_bytes", lambda data: whole.append(data))
     spans, refused = encoded.check_many(good)
     assert (len(spans), refused, whole) == (len(good), 0, [])
+
+
+def _reference_line(spans: list[records.Finished], resource: dict[str, object]) -> bytes:
+    """The trace file's line as it was written before spans were read from their bytes: each
+    encoded span decoded to its record, the request dumped whole by ``json``."""
+    import json
+
+    request = otlpjson.request(encoded.expand(spans), resource)
+    return (json.dumps(request, separators=(",", ":"), allow_nan=False) + "\n").encode()
+
+
+def _checked(data: bytes) -> records.EncodedSpan:
+    span = encoded.check_bytes(data)
+    assert span is not None
+    return span
+
+
+def _general_spans() -> list[bytes]:
+    """Encoded spans laid out otherwise than TaskSpans lays them out, each with something the
+    byte reader leaves to the general path or reads its own way."""
+    base = record(["1"], {}, 0.5)
+    out = []
+    for change in (
+        {"status": 2, "message": "ValueError: x\u00e9"},
+        {"status": 2, "message": ""},
+        {"status": 0, "message": "ignored without a code"},
+        {"events": [("exception", 10**18 + 1, {"exception.type": "E", "n": [1, 2]})]},
+        {"links": [("d4" * 16, "e5" * 8, {"why": "retry"})]},
+        {"parent": None},
+        {"kind": 2},
+        {"name": "n" * 200},  # a two-byte length
+        {
+            "attrs": {
+                "map": {"a": 1, "b": [True, 2.5]},
+                "raw": b"\x00\xff",
+                "big": 2**70,
+                "nan": float("nan"),
+                "inf": float("-inf"),
+                "zero": -0.0,
+                "t": True,
+                "f": False,
+                "empty": [],
+                "long": "x" * 5000,
+                "é": 'ü\u2028"\\',
+            }
+        },
+        {"attrs": {names.ARGS: ["a" * 130, "b"], names.TASK_CPU: 1e300}},
+    ):
+        out.append(protobuf._span({**base, **change}))  # type: ignore[typeddict-item]
+    # Bytes no writer of ours makes: a repeated key, a trace state, fields out of order.
+    kv = protobuf._ld(b"\x4a", protobuf._kv("k", "one"))
+    out.append(protobuf._span(base) + kv + protobuf._ld(b"\x4a", protobuf._kv("k", "two")))
+    out.append(protobuf._span(base) + protobuf._ld(b"\x1a", b"vendor=1"))
+    out.append(kv + protobuf._span(base))
+    return out
+
+
+def test_the_trace_file_line_of_encoded_spans_is_the_one_their_records_make():
+    """``otlpjson.dumps`` reads encoded spans from their bytes (TaskSpans' layout in one go,
+    the attributes a process's spans share known by their bytes): the line is byte for byte
+    the one their decoded records make, for every layout and value, in any mix."""
+    task_spans = [
+        protobuf.TaskSpans(TRACE, PARENT, "work", PROCESS).encode(
+            f"{i + 1:016x}", 10**18 + i, 10**18 + 2 * i, args, kwargs, cpu
+        )
+        for i, (args, kwargs, cpu) in enumerate(CASES * 3)
+    ]
+    other_process = protobuf.TaskSpans(TRACE, None, "other", {**PROCESS, names.PID: 7}).encode(
+        "f" * 16, 1, 2, ["x"], {}, float("inf")
+    )
+    general = _general_spans()
+    plain = [record(["2"], {"a": "b"}, 0.1), {**record(None, {}, 0.2), "scope": "app"}]
+    resource = {"service.name": "s", "n": 3}
+    batches = [
+        [_checked(d) for d in task_spans],
+        [_checked(d) for d in [*task_spans, other_process, *task_spans]],
+        [*map(_checked, general), *plain, *map(_checked, task_spans[:4])],
+        [],
+    ]
+    for batch in batches:
+        line = otlpjson.dumps(batch, resource)
+        assert line == _reference_line(batch, resource)
+    for data in general:  # and each alone, with nothing known yet
+        otlpjson._SEEN.clear()
+        otlpjson._RUNS.clear()
+        assert otlpjson.dumps([_checked(data)], {}) == _reference_line([_checked(data)], {})
+
+
+def test_spans_that_share_a_prefix_but_not_their_attributes_are_each_written_as_they_are():
+    """The attributes a process's spans share are known by their first bytes and checked
+    whole: spans from another process whose attributes begin alike get their own."""
+    otlpjson._RUNS.clear()
+    first = protobuf.TaskSpans(TRACE, PARENT, "work", PROCESS)
+    second = protobuf.TaskSpans(TRACE, PARENT, "work", {**PROCESS, names.FUNCTION: "m.other"})
+    batch = [
+        _checked(s.encode(f"{i + 1:016x}", 1, 2, [str(i)], {}, 0.5))
+        for i, s in enumerate([first, second, first, second])
+    ]
+    assert otlpjson.dumps(batch, {}) == _reference_line(batch, {})
+    assert len(otlpjson._RUNS) == 1  # both begin with the same 32 bytes
