@@ -168,6 +168,7 @@ class Pipeline:
         self.kept = 0  # spans written to the fallback file
         self.lost = 0  # spans a local destination did not take in time at exit
         self.lost_why = ""
+        self._abandoned = False  # shutdown() took what the export thread still had
         self.errors: list[str] = []
         self._thread = threading.Thread(target=self._run, name="proctrace-export", daemon=True)
         self._thread.start()
@@ -280,7 +281,10 @@ class Pipeline:
                 self._note(f"{exporter.name}: {_reason(exc)}")
             if not ok and exporter.name != "file":
                 healthy = False
-                self._keep(batch)
+                with self._wake:
+                    if self._abandoned:  # shutdown() has kept it already
+                        return
+                    self._keep(batch)
         self._healthy = healthy and time.monotonic() - self._export_started <= SLOW
 
     def _note(self, error: str) -> None:
@@ -303,6 +307,7 @@ class Pipeline:
             self._thread.join(LOCAL_DEADLINE)
         if self._thread.is_alive():
             with self._wake:
+                self._abandoned = True
                 queued = list(self._queue)
                 left = list(self._in_flight) + queued
                 self._queue.clear()

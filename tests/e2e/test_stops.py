@@ -70,11 +70,27 @@ def _default_signals() -> None:
 def _wait_for(proc: subprocess.Popen, word: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
+    seen = []
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
+        seen.append(line)
         if line.startswith(word) or not line:
             return
-    raise AssertionError(f"no {word!r} line")
+    raise AssertionError(f"no {word!r} line in {seen}; the group: {_states(proc.pid)}")
+
+
+def _states(pgid: int) -> list[str]:
+    """The group's processes: command line, state and where in the kernel each waits."""
+    out = []
+    for pid in _alive_in_group(pgid):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:80]
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            wchan = Path(f"/proc/{pid}/wchan").read_text()
+        except OSError:
+            continue
+        out.append(f"{pid} {state} {wchan} {cmd}")
+    return out
 
 
 def _alive_in_group(pgid: int) -> list[int]:
