@@ -116,14 +116,14 @@ REQUEST = st.fixed_dictionaries({"resourceSpans": st.lists(st.fixed_dictionaries
 }), max_size=2) | ANY})
 
 
-@settings(FAST, max_examples=1000)
+@settings(FAST, max_examples=600)
 @given(st.binary(max_size=3000))
 def test_random_bytes(data):
     """1,000 inputs of random bytes (with NULs, invalid UTF-8, lone newlines): no exception."""
     _everything(data)
 
 
-@settings(FAST, max_examples=500)
+@settings(FAST, max_examples=300)
 @given(st.lists(JSON, max_size=4), st.booleans())
 def test_json_of_any_shape(values, pretty):
     """500 files of JSON values of any shape (lists, numbers, strings, objects without
@@ -133,7 +133,7 @@ def test_json_of_any_shape(values, pretty):
     _everything("\n".join(lines).encode())
 
 
-@settings(FAST, max_examples=600)
+@settings(FAST, max_examples=400)
 @given(st.lists(REQUEST, min_size=1, max_size=3), st.booleans())
 def test_requests_with_fields_of_the_wrong_type(requests, pretty):
     """600 OTLP export requests whose every field may be missing or of another type (ids,
@@ -143,7 +143,7 @@ def test_requests_with_fields_of_the_wrong_type(requests, pretty):
     _everything(body.encode())
 
 
-@settings(FAST, max_examples=600)
+@settings(FAST, max_examples=400)
 @given(st.data())
 def test_cut_and_corrupted_trace_files(data):
     """600 real trace files cut anywhere, with bytes changed or newlines put in: the good

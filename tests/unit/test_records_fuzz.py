@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from proctrace._agent.collector import MAX_LINE, Collector, _Connection
 from proctrace._core import records
 
-EXAMPLES = 600
+EXAMPLES = 400
 TRIED = {"parse": 0, "handle": 0}
 
 json_values = st.recursive(
