@@ -7,7 +7,7 @@ exporters do), the console, or nothing. Records are encoded straight to OTLP (``
 OTLP backend did not take is appended to a local file instead, so nothing is
 dropped silently; at exit the pipeline gets a fixed time, and what is still
 queued or in flight then goes to that file too. A destination on this machine (the
-trace file, the console) is waited for instead: the collector stops reading while it
+trace file) is waited for instead: the collector stops reading while it
 is behind, and at exit it gets a few seconds more; what it still has not taken then is
 counted and said lost.
 """
@@ -37,12 +37,12 @@ EXPORT_TIMEOUT = 5.0
 MAX_QUEUE = 64 * BATCH
 MAX_QUEUE_UNHEALTHY = 2 * BATCH
 SLOW = 1.0
-# Destinations on this machine (a file, the console) are never given up on: past MAX_QUEUE,
+# The trace file, on this machine's disk, is never given up on: past MAX_QUEUE,
 # the collector waits for them (its processes then wait on their full sockets, as they
 # would on a slow disk without proctrace), and at exit they get LOCAL_DEADLINE more to
 # finish before what is left is counted lost, and said (within the program's wait for its
 # agent, _starter.run.AGENT_EXIT_TIMEOUT).
-LOCAL = ("file", "console")
+LOCAL = ("file",)
 LOCAL_DEADLINE = 3.5
 
 
@@ -154,7 +154,8 @@ class Pipeline:
         fallback: _otlpjson.TraceFile,
         resource: Mapping[str, Any],
     ) -> None:
-        self._exporters = exporters
+        # The trace file first: a batch is on disk before a backend may hold it up.
+        self._exporters = sorted(exporters, key=lambda e: e.name not in LOCAL)
         self.fallback = fallback
         self._resource = resource
         self._queue: deque[Record] = deque()
@@ -218,7 +219,7 @@ class Pipeline:
             self._overflow(overflow)
 
     def _wait_for_room(self) -> None:
-        """With ``_wake`` held: wait while local destinations have more than MAX_QUEUE spans
+        """With ``_wake`` held: wait while the trace file has more than MAX_QUEUE spans
         to write (the export thread wakes this at each batch it takes)."""
         while len(self._queue) > MAX_QUEUE and self._thread.is_alive():
             self._wake.wait(INTERVAL)
@@ -303,7 +304,7 @@ class Pipeline:
             self._wake.notify()
         self._thread.join(max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive() and not self._remote:
-            # A file or the console: slower than the program, but it takes them.
+            # The trace file: slower than the program, but it takes them.
             self._thread.join(LOCAL_DEADLINE)
         if self._thread.is_alive():
             with self._wake:

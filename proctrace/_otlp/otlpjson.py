@@ -134,6 +134,7 @@ _QQ = struct.Struct("<QBQ")  # a start, the end's tag, the end
 # attributes a process's task spans share repeat in every one.
 _SEEN: dict[bytes, tuple[str, str]] = {}
 _SEEN_MAX = 4096
+_SEEN_SIZE = 512
 # The attributes a process's task spans all start with (those kept in _SEEN, in a row), by
 # their first _RUN_KEY bytes: their bytes, their texts and their keys.
 _RUNS: dict[bytes, tuple[bytes, list[str], frozenset[str]]] = {}
@@ -319,9 +320,10 @@ def _strings(body: bytes, at: int) -> list[str] | None:
 
 
 def _keep(body: bytes, seen: tuple[str, str]) -> tuple[str, str]:
-    if len(_SEEN) >= _SEEN_MAX:
-        _SEEN.clear()
-    _SEEN[body] = seen
+    if len(body) <= _SEEN_SIZE:  # what spans share is short; a long argument is not kept
+        if len(_SEEN) >= _SEEN_MAX:
+            _SEEN.clear()
+        _SEEN[body] = seen
     return seen
 
 

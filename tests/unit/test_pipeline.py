@@ -107,7 +107,8 @@ def test_spans_a_failing_backend_cannot_take_are_kept_and_still_written_to_the_f
         endpoint="http://127.0.0.1:9/v1/traces", protocol="http/protobuf"
     )
     trace, fallback = trace_files(tmp_path)
-    exporters = [pipeline.FileExporter(trace, {}), pipeline.OtlpExporter(settings, {})]
+    # Named in this order (OTEL_TRACES_EXPORTER=otlp,file): the file is still written first.
+    exporters = [pipeline.OtlpExporter(settings, {}), pipeline.FileExporter(trace, {})]
     line = pipeline.Pipeline(exporters, fallback, {})
     for n in range(20):
         line.add_many(spans(256, 256 * n))
