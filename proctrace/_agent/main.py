@@ -91,7 +91,7 @@ def main(argv: list[str]) -> None:
     if pipeline.kept:
         kept = _export.relative(fallback.path or "")
         _say(
-            f"{pipeline.kept} spans could not be sent to {settings.endpoint} "
+            f"{pipeline.kept} spans could not be sent to {settings.endpoint or 'the console'} "
             f"({'; '.join(pipeline.errors)}); kept in {kept}{moved}; "
             f"send them later with: proctrace send {kept}"
         )
@@ -102,7 +102,7 @@ def main(argv: list[str]) -> None:
         _say(f"{trace_file.lost} spans lost: no trace file could be written ({trace_file.error})")
     if fallback.lost:
         _say(
-            f"{fallback.lost} spans could not be sent to {settings.endpoint} "
+            f"{fallback.lost} spans could not be sent to {settings.endpoint or 'the console'} "
             f"({'; '.join(pipeline.errors)}) and are lost: no file could be written "
             f"({fallback.error})"
         )
