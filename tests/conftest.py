@@ -33,11 +33,17 @@ KINDS = {
     "unit": "runs no child process, no subprocess and no receiver (tests/unit/)",
     "e2e": "starts real processes or OTLP receivers (tests/e2e/)",
 }
+SLOW = (
+    "slow: 10-30 s each on 2 cores (a Dask scheduler and workers started as separate "
+    "processes, 100,000 spans in a browser, the benchmark scripts' quick run); left out of "
+    "the default run (pyproject's addopts), run with `pytest -m slow`; CI runs both"
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for marker, meaning in KINDS.items():
         config.addinivalue_line("markers", f"{marker}: {meaning}")
+    config.addinivalue_line("markers", SLOW)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -7,12 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, clean_env
 
 METHODS = ("fork", "forkserver", "spawn")
 VARIANTS = ("bare", "proctrace", "recipe")
 
 
+@pytest.mark.slow
 def test_bench_quick_measures_every_method_and_variant_and_delivers_spans(tmp_path: Path) -> None:
     """`benchmarks/bench.py --quick` exits 0 and writes JSON with a positive per-child median for
     bare, proctrace and recipe under fork, forkserver and spawn, positive pool per-task figures,

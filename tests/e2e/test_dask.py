@@ -318,6 +318,7 @@ def remote_run(
         yield receiver.spans, tmp
 
 
+@pytest.mark.slow
 def test_remote_worker_tasks_in_the_submitters_trace(remote_run) -> None:
     spans, _ = remote_run
     submitter = next(s for s in spans if s.name == "submitter")
@@ -336,6 +337,7 @@ def test_remote_worker_tasks_in_the_submitters_trace(remote_run) -> None:
         assert worker.attributes["proctrace.dask.worker"].startswith("tcp://127.0.0.1:")
 
 
+@pytest.mark.slow
 def test_remote_worker_plugin(remote_run) -> None:
     spans, _ = remote_run
     submitter = next(s for s in spans if s.name == "submitter")
@@ -344,6 +346,7 @@ def test_remote_worker_plugin(remote_run) -> None:
     assert list(task.attributes["proctrace.args"]) == ["100"]
 
 
+@pytest.mark.slow
 def test_remote_worker_killed_mid_task(remote_run) -> None:
     spans, _ = remote_run
     slow = sorted((s for s in spans if s.name == "slow"), key=lambda s: s.start_time_unix_nano)

@@ -267,6 +267,7 @@ def test_lanes_show_what_each_process_ran_and_point_out_idle_and_slow_workers(tm
                                          ".map(e => ({...e.dataset}))")] == ["104"]
 
 
+@pytest.mark.slow
 def test_100000_spans_draw_within_2_seconds(tmp_path, browser):
     """A run of 100,000 spans: the page draws its first screen within 2 s of navigation
     (measured in the page: 0.6-0.8 s here), and listing the 99,993 tasks, filtering them and
