@@ -36,8 +36,6 @@ MAX_LINE = 16 << 20
 # connection may hold unclaimed by ring records before they are closed.
 _ANCILLARY = socket.CMSG_SPACE(4 * 4)
 _MAX_FDS = 4
-# How long the loop sleeps at most while rings are open (they are read on every turn).
-RING_TURN = 0.005
 
 
 class _Connection:
@@ -107,10 +105,11 @@ class Collector:
         self._listener.setblocking(False)
         selector.register(self._listener, selectors.EVENT_READ)
         connections: dict[socket.socket, _Connection] = {}
+        pace = _rings.Pace()  # how long a turn waits at most while rings are open
         try:
             while True:
                 ended: list[_Connection] = []
-                ready = selector.select(timeout=RING_TURN if self._rings else 0.05)
+                ready = selector.select(timeout=pace.turn if self._rings else 0.05)
                 for key, _ in ready:
                     sock: socket.socket = key.fileobj  # type: ignore[assignment]
                     if sock is self._listener:
@@ -119,8 +118,7 @@ class Collector:
                         selector.unregister(sock)
                         ended.append(connections.pop(sock))
                         sock.close()
-                for conn in list(self._rings):
-                    self._drain(conn)
+                pace.took(sum([self._drain(conn) for conn in list(self._rings)]))
                 # Ends are handled after every ready connection was read: a starter's
                 # report of why a child ended is sent before the child ends. What a
                 # process wrote into its ring is all read before its end is.
@@ -163,11 +161,12 @@ class Collector:
             self._fates.lost(record)
         conn.open.clear()
 
-    def _drain(self, conn: _Connection, final: bool = False) -> None:
-        """Handle what ``conn``'s process published in its ring since the last turn."""
+    def _drain(self, conn: _Connection, final: bool = False) -> int:
+        """Handle what ``conn``'s process published in its ring since the last turn; how
+        many records that was."""
         ring = conn.ring
         if ring is None:
-            return
+            return 0
         records, refused = ring.take(final)
         self.malformed += refused
         spans: list[bytes] = []
@@ -186,6 +185,7 @@ class Collector:
             self._encoded_many(spans)
         if ring.broken:
             self._close_ring(conn, drained=True)
+        return len(records)
 
     def _close_ring(self, conn: _Connection, drained: bool = False) -> None:
         if conn.ring is not None:

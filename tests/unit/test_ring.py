@@ -110,3 +110,22 @@ def test_a_descriptor_that_is_not_a_ring_is_refused(damage):
     os.close(w)
     with pytest.raises(rings.RingError):
         rings.Reader(r)  # not a regular file
+
+
+def test_the_collector_reads_rings_less_often_while_they_are_quiet():
+    """Quiet rings (idle pool workers, slow Dask tasks) are read every 50 ms at most, not every
+    5 ms (each read costs the agent CPU); rings that fill fast, every 5 ms again."""
+    from proctrace._agent.rings import Pace
+
+    pace = Pace()
+    assert pace.turn == Pace.FAST
+    for _ in range(10):
+        pace.took(0)
+    assert pace.turn == Pace.SLOW
+    pace.took(100)  # neither quiet nor busy: as it is
+    assert pace.turn == Pace.SLOW
+    for _ in range(10):
+        pace.took(Pace.BUSY)
+    assert pace.turn == Pace.FAST
+    pace.took(Pace.QUIET - 1)
+    assert pace.turn == 2 * Pace.FAST
