@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -53,6 +54,7 @@ def test_parse_raises_only_record_error(line):
     assert isinstance(record, dict) and record["k"] in records._FIELDS
 
 
+@pytest.mark.slow
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(lines, max_size=8))
 def test_the_collector_survives_any_lines_and_counts_the_bad_ones(batch):

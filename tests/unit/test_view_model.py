@@ -142,6 +142,7 @@ def test_all_lists_every_span_and_groups_start_at_six(tmp_path):
         assert any(f"{count} {TIMES} cell" in line for line in shown) is grouped, shown
 
 
+@pytest.mark.slow
 def test_a_chain_of_100000_spans_and_a_parent_cycle_are_drawn_without_recursion(tmp_path):
     """A trace 100,000 spans deep (each the parent of the next) prints and makes its page;
     two spans that name each other as parent are still shown once each."""
