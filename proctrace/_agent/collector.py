@@ -42,10 +42,9 @@ class _Connection:
     __slots__ = ("buffer", "defaults", "fds", "open", "ring", "skipping")
 
     def __init__(self) -> None:
-        self.buffer = b""
+        self.buffer, self.skipping = b"", False  # skipping: inside a line over MAX_LINE
         self.open: dict[str, SpanData] = {}
         self.defaults: dict[str, Any] = {}
-        self.skipping = False  # inside a line longer than MAX_LINE
         self.fds: list[int] = []  # descriptors received, for the ring records to come
         self.ring: _rings.Reader | None = None
 
@@ -71,18 +70,14 @@ class Collector:
         drain_timeout: float = 0.5,
         in_process: bool = False,
     ) -> None:
-        self._listener = listener
-        self._sink = sink
-        self._sink_many = sink_many
-        self._owner_pid = owner_pid
-        self._drain_timeout = drain_timeout
+        self._listener, self._sink, self._sink_many = listener, sink, sink_many
+        self._owner_pid, self._drain_timeout = owner_pid, drain_timeout
         self._stop_at: float | None = None
         self._fates = _fates.Fates(self._emit)
         self._waiters_lock = threading.Lock()
         self._waiters: dict[str, threading.Event | None] | None = {} if in_process else None
-        self.delivered = 0
+        self.delivered = self.malformed = 0
         self._tick: Callable[[], object] | None = None
-        self.malformed = 0
         self.trace_ids: dict[str, None] = {}
         self._rings: dict[_Connection, None] = {}  # connections with a ring, in order
 
@@ -175,14 +170,14 @@ class Collector:
                 spans.append(body)
                 continue
             if spans:  # in their order with the lines between them
-                self._encoded_many(spans)
+                self._encoded_many(spans, conn)
                 spans = []
             if kind == _RING_LINE:
                 self._handle(conn, body, from_ring=True)
             else:
                 self.malformed += 1
         if spans:
-            self._encoded_many(spans)
+            self._encoded_many(spans, conn)
         if ring.broken:
             self._close_ring(conn, drained=True)
         return len(records)
@@ -243,28 +238,35 @@ class Collector:
             conn.skipping = False
         for line in lines:
             if line.startswith(ENCODED_START) and line.endswith(ENCODED_END):  # a pool task
-                self._encoded(line[_ENCODED_HEX:-_ENCODED_TAIL])
+                self._encoded(line[_ENCODED_HEX:-_ENCODED_TAIL], conn)
             else:
                 self._handle(conn, line)
         return True
 
-    def _encoded(self, text: str | bytes) -> None:
-        """An ``EncodedRecord``'s span, from its hex."""
+    def _encoded(self, text: str | bytes, conn: _Connection) -> None:
+        """An ``EncodedRecord``'s span, from its hex; the end of its start record, if any (an
+        announced task's: its start may be in the ring still, where it went if it could)."""
         encoded = _encoded.check(text)
         if encoded is None:
             self.malformed += 1
-        else:
-            self._emit(encoded)
+            return
+        if conn.open and encoded["span"] not in conn.open and conn.ring is not None:
+            self._drain(conn)
+        conn.open.pop(encoded["span"], None)
+        self._emit(encoded)
 
-    def _encoded_many(self, messages: list[bytes]) -> None:
-        """Spans from a ring, as the messages themselves, checked and handed on together."""
+    def _encoded_many(self, messages: list[bytes], conn: _Connection) -> None:
+        """Spans from a ring, as the messages themselves, checked and handed on together; the
+        start records they end are done with."""
         spans, refused = _encoded.check_many(messages)
         self.malformed += refused
         if not spans:
             return
-        trace_ids = self.trace_ids
+        trace_ids, opened = self.trace_ids, conn.open
         for span in spans:
             trace_ids.setdefault(span["trace"])
+            if opened:
+                opened.pop(span["span"], None)
         self.delivered += len(spans)
         try:
             if self._sink_many is not None:
@@ -314,7 +316,7 @@ class Collector:
                 data["attrs"] = {**conn.defaults, **record["attrs"]}
             self._emit(data)
         elif record["k"] == "pb":
-            self._encoded(record["b"])
+            self._encoded(record["b"], conn)
         elif record["k"] == "defaults":
             conn.defaults = dict(record["attrs"])
         elif record["k"] == "expect":

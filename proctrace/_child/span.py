@@ -147,6 +147,17 @@ class Span:
         span.announced, span.shared, span.sampled, span.ring = True, False, True, False
         return span
 
+    @classmethod
+    def announced_task(cls, name: str, parent: SpanRef, span_id: str, start_ns: int) -> Span:
+        """A sampled task span whose start record its caller sends (``announced.run``), made
+        without ``__init__``'s work; ``ring`` says where that record went."""
+        span = cls.__new__(cls)
+        span.name, span.trace_id, span.parent_id = name, parent.trace_id, parent.span_id
+        span.span_id, span.start_ns = span_id, start_ns
+        span.attributes, span.events, span.links = {}, [], None
+        span.announced, span.shared, span.sampled, span.ring = True, False, True, False
+        return span
+
     def record_exception(self, exc: BaseException) -> None:
         """Add the OpenTelemetry ``exception`` event: type, message and stack trace."""
         import traceback  # loaded on the first failure, not by every traced program

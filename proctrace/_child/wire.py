@@ -149,14 +149,15 @@ def send_report(kind: str, span_id: str, value: int, pid: int | None) -> bool:
         return _send(line)
 
 
-def send_encoded(span: bytes) -> bool:
+def send_encoded(span: bytes, ring: bool = True) -> bool:
     """A finished span already written as an OTLP ``Span`` message: into this process's ring
-    (``_core.ring``) if it has room, else as an ``EncodedRecord``."""
+    (``_core.ring``) if it has room, else as an ``EncodedRecord``. ``ring=False``: over the
+    socket (the end of a task whose start went that way, to stay behind it)."""
     with _lock:
-        ring = _ring
-        if ring is not None and ring.put(_SPAN, span):
+        writer = _ring if ring else None
+        if writer is not None and writer.put(_SPAN, span):
             return True
-        if not _ring_tried:
+        if ring and not _ring_tried:
             _start_ring()
         return _send(b"%s%s%s\n" % (ENCODED_START, span.hex().encode(), ENCODED_END))
 
@@ -164,14 +165,18 @@ def send_encoded(span: bytes) -> bool:
 def send_task(record: Mapping[str, Any]) -> bool:
     """A task's start or end record (a Dask task's: two per task), into this process's ring
     if it has room, else over the socket; True when it went into the ring."""
-    line = encode(record)
+    return send_task_line(encode(record)[:-1])
+
+
+def send_task_line(line: bytes) -> bool:
+    """``send_task()`` of a record already encoded (``line``, without its newline)."""
     with _lock:
         ring = _ring
-        if ring is not None and ring.put(_LINE, line[:-1]):
+        if ring is not None and ring.put(_LINE, line):
             return True
         if not _ring_tried:
             _start_ring()
-        _send(line)
+        _send(line + b"\n")
         return False
 
 

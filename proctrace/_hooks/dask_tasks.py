@@ -20,10 +20,21 @@ import threading
 from types import FunctionType
 from typing import Any
 
+from .._child import announced as _announced
 from .._child import run as _run
 from .._child import span as _span
-from .._core.ids import SpanRef, parse_traceparent
-from .._core.spec import PLAIN, TraceSpec, resolve, spec_of
+from .._child import wire as _wire
+from .._child.follow import follow_program
+from .._core import names
+from .._core.ids import SpanRef, new_id, parse_traceparent
+from .._core.spec import (
+    PLAIN,
+    TraceSpec,
+    function_name,
+    resolve,
+    span_name,
+    spec_of,
+)
 from . import registry
 from .targets import StandIn
 
@@ -45,6 +56,11 @@ FUSED = "proctrace.dask.fused"  # the tasks a fused task runs (Dask fuses chains
 _standalone: Any = None
 # Runs of each task key in this process: a retry on the same worker is attempt 2.
 _attempts: dict[str, int] = {}
+# The plans of the tasks run here (``_Call._plan``), and the parsed traceparents of the
+# annotations they carried.
+_plans: dict[tuple[Any, ...], tuple[_announced.Plan, str]] = {}
+_marks: dict[str, SpanRef] = {}
+_current_thread = threading.current_thread
 _host = ""
 
 
@@ -103,7 +119,13 @@ def traced(task: Any, state: Any, key: Any) -> Any:
     mark = annotations.get(ANNOTATION)
     if not isinstance(mark, str):
         return task
-    ids = parse_traceparent(mark[1:])
+    ids = _marks.get(mark)
+    if ids is None:
+        ids = parse_traceparent(mark[1:])
+        if ids is not None:
+            if len(_marks) >= 256:
+                _marks.clear()
+            _marks[mark] = ids
     where = _destination()
     if ids is None or where is None:
         return task
@@ -111,7 +133,7 @@ def traced(task: Any, state: Any, key: Any) -> Any:
     copy.func = _Call(
         task.func,
         ids,
-        mark[0] == "*",
+        mark,
         where,
         key,
         worker,
@@ -125,13 +147,15 @@ def traced(task: Any, state: Any, key: Any) -> Any:
 class _Call:
     """The function of one task run on this worker, in its span."""
 
-    __slots__ = ("attempt", "everything", "fn", "ids", "key", "retries", "runs", "where", "worker")
+    __slots__ = (
+        "attempt", "everything", "fn", "ids", "key", "mark", "retries", "runs", "where", "worker"
+    )
 
     def __init__(
         self,
         fn: Any,
         ids: SpanRef,
-        everything: bool,
+        mark: str,  # the annotation: "*" (every task) or "@" (@traced), then the traceparent
         where: tuple[dict[str, Any] | None, Any],
         key: Any,
         worker: Any,
@@ -139,12 +163,38 @@ class _Call:
         attempt: Any,
         runs: tuple[Any, Any] = (None, None),  # the scheduler's run_id: this run's, the last's
     ) -> None:
-        self.fn, self.ids, self.everything, self.where = fn, ids, everything, where
+        self.fn, self.ids, self.mark, self.where = fn, ids, mark, where
+        self.everything = mark[0] == "*"
         self.key, self.worker, self.retries, self.attempt = key, worker, retries, attempt
         self.runs = runs
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         fn = self.fn
+        if type(self.runs[1]) is not int:  # a first run (a rerun links to the one before)
+            # The common cases, first: a @traced function, or any plain function when every
+            # task is traced (not Dask's own around the work: named after the task's key).
+            target: Any
+            spec: TraceSpec | None
+            if type(fn) is Portable:
+                target, spec = fn.target, fn.spec
+            elif (
+                type(fn) is FunctionType and self.everything
+                and not isinstance(getattr(fn, "__proctrace__", None), TraceSpec)
+                and not _is_dask_own(fn)
+            ):
+                target, spec = fn, PLAIN
+            else:
+                target = spec = None
+            found = None if target is None or spec is None else self._plan(target, spec)
+            if found is not None:
+                plan, prefix = found
+                key, attempt = self._attempt()
+                run = self.runs[0]
+                this = _run_span_id(prefix, key, run) if type(run) is int else new_id(8)
+                return _announced.run(plan, target, args, kwargs, this, (key, attempt))
+        return self._general(fn, args, kwargs)
+
+    def _general(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         spec = spec_of(fn)
         if spec is None and self.everything:
             spec = PLAIN
@@ -159,6 +209,8 @@ class _Call:
         if isinstance(getattr(target, "__proctrace__", None), TraceSpec):
             target = getattr(target, "__wrapped__", target)  # the @traced wrapper's function
         carrier, settings = self.where
+        run, previous = self.runs
+        scheduler = _scheduler(self.worker)
         extra = self._attributes()
         if spec is PLAIN and _is_dask_own(target):
             # Dask's own function around the work (a fused subgraph, a bag's map_chunk, an
@@ -167,9 +219,7 @@ class _Call:
             if getattr(target, "__name__", "") == "_execute_subgraph" and args:
                 extra[FUSED] = fused_names(args[0])
         span_id = links = None
-        run, previous = self.runs
         if type(run) is int:
-            scheduler = str(getattr(getattr(self.worker, "scheduler", None), "address", ""))
             span_id = run_span_id(self.ids.trace_id, scheduler, extra[KEY], run)
             if type(previous) is int:  # the scheduler's run before this one
                 earlier = run_span_id(self.ids.trace_id, scheduler, extra[KEY], previous)
@@ -188,13 +238,61 @@ class _Call:
             links=links,
         )
 
-    def _attributes(self) -> dict[str, Any]:
+    def _plan(self, target: Any, spec: TraceSpec) -> tuple[_announced.Plan, str] | None:
+        """The spans of this function's tasks submitted from one span, in this thread, and
+        the start of their span ids' text; None when they are not recorded here. A function
+        sent by value arrives anew with each task: it is known by where it is defined."""
+        thread = _current_thread()
+        code = getattr(target, "__code__", None)
+        if code is None:
+            return None
+        cache_key = (
+            self.mark, code.co_filename, code.co_firstlineno, target.__qualname__, spec,
+            thread.ident, self.retries, id(self.worker),
+        )
+        found = _plans.get(cache_key)
+        if found is not None and found[0].holds():
+            return found
+        carrier, settings = self.where
+        if carrier is not None:
+            settings = _run.carrier_settings(carrier)
+            if _wire.address() != carrier["socket"]:  # a spawn worker's untraced target
+                _wire.set_address(carrier["socket"])
+        if settings is None or settings.disabled or not self.ids.sampled:
+            return None
+        if carrier is not None:
+            follow_program(settings, child=True)
+        attrs = {
+            **_run.process_attributes(multiprocessing.current_process(), carrier),
+            names.FUNCTION: function_name(target),
+            WORKER: str(getattr(self.worker, "address", "") or ""),
+            THREAD_ID: thread.ident or 0,
+            THREAD_NAME: thread.name,
+            HOST: hostname(),
+        }
+        if isinstance(self.retries, int) and self.retries > 0:
+            attrs[RETRIES] = self.retries
+        plan = _announced.Plan(
+            target, span_name(target, spec), self.ids, attrs, (KEY, ATTEMPT), spec.record_args,
+            settings.max_repr, spec.redact + settings.redact,
+        )
+        if len(_plans) >= 256:
+            _plans.clear()
+        found = _plans[cache_key] = (plan, f"{self.ids.trace_id} {_scheduler(self.worker)} ")
+        return found
+
+    def _attempt(self) -> tuple[str, int]:
+        """The task's key, and which run of it this is."""
         key = str(self.key)
         if len(_attempts) > 4096:
             _attempts.clear()
         attempt = _attempts[key] = _attempts.get(key, 0) + 1  # this worker's own count
         if isinstance(self.attempt, int) and self.attempt > attempt:
             attempt = self.attempt  # the scheduler's, which counts on every worker
+        return key, attempt
+
+    def _attributes(self) -> dict[str, Any]:
+        key, attempt = self._attempt()
         thread = threading.current_thread()
         attributes: dict[str, Any] = {
             KEY: key,
@@ -231,10 +329,24 @@ def fused_names(inner: Any) -> list[str]:
 
 def run_span_id(trace_id: str, scheduler: str, key: str, run_id: int) -> str:
     """One run's span id, the same on every worker: the next run's span links to it."""
-    text = f"{trace_id} {scheduler} {key} {run_id}".encode()
-    import hashlib  # here: a program without Dask never loads it
+    return _run_span_id(f"{trace_id} {scheduler} ", key, run_id)
 
-    return hashlib.blake2b(text, digest_size=8).hexdigest().replace("0" * 16, "0" * 15 + "1")
+
+def _run_span_id(prefix: str, key: str, run_id: int) -> str:
+    global _blake2b
+    if _blake2b is None:
+        import hashlib  # here: a program without Dask never loads it
+
+        _blake2b = hashlib.blake2b
+    digest: str = _blake2b(f"{prefix}{key} {run_id}".encode(), digest_size=8).hexdigest()
+    return digest if digest != "0" * 16 else "0" * 15 + "1"
+
+
+_blake2b: Any = None
+
+
+def _scheduler(worker: Any) -> str:
+    return str(getattr(getattr(worker, "scheduler", None), "address", ""))
 
 
 def hostname() -> str:

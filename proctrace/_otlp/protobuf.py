@@ -85,6 +85,32 @@ def _attributes(tag: bytes, attrs: Mapping[str, Any] | None) -> bytes:
     return b"".join([_attribute(tag, k, v) for k, v in (attrs or {}).items()])
 
 
+class OwnAttributes:
+    """Attributes each call has a value of its own for (a task's key, its attempt), their
+    keys encoded once: ``encode()`` writes a call's for ``TaskSpans.encode(own=...)``."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self._keys = [(key, _ld(b"\x0a", values.utf8(key))) for key in keys]
+
+    def encode(self, own: Sequence[str | int]) -> bytes:
+        """The attribute fields of ``own``, the values in the order of the keys."""
+        out = b""
+        for (key, head), value in zip(self._keys, own, strict=True):
+            if type(value) is str:
+                data = value.encode("utf-8", "replace")
+                n = len(head) + len(data) + 4
+                if n < 0x80:  # every length one byte: KeyValue{key, AnyValue{string}}
+                    out += b"\x4a%c%s\x12%c\x0a%c%s" % (n, head, len(data) + 2, len(data), data)
+                    continue
+            elif type(value) is int and 0 <= value < 0x80 and len(head) < 0x7C:
+                out += b"\x4a%c%s\x12\x02\x18%c" % (len(head) + 4, head, value)
+                continue
+            out += _ld(b"\x4a", _kv(key, value))
+        return out
+
+
 def _head(trace_id: str) -> bytes:
     """The trace id field (1), which comes before the span id (2)."""
     return b"\x0a\x10" + bytes.fromhex(trace_id)
@@ -148,12 +174,14 @@ class TaskSpans:
         args: list[str] | None,
         kwargs: Mapping[str, str],
         cpu: float,
+        own: bytes = b"",
     ) -> bytes:
-        """The ``Span`` message of one call: the shared attributes, then ``names.ARGS``, one
-        ``names.KWARGS_PREFIX`` attribute per keyword argument and ``names.TASK_CPU``."""
-        head = b"%s%s%s%s\x41%s%s" % (
+        """The ``Span`` message of one call: the shared attributes, the call's ``own`` (from
+        ``attributes()``), then ``names.ARGS``, one ``names.KWARGS_PREFIX`` attribute per
+        keyword argument and ``names.TASK_CPU``."""
+        head = b"%s%s%s%s\x41%s%s%s" % (
             self._head, bytes.fromhex(span_id), self._middle, _Q.pack(start), _Q.pack(end),
-            self._attrs,
+            self._attrs, own,
         )
         if args is not None:
             items = b""
