@@ -102,13 +102,23 @@ def portable(fn: Any) -> Portable | None:
 
 
 def _destination() -> tuple[dict[str, Any] | None, Any] | None:
-    """(carrier, settings) for the spans of this worker process; None: not traced."""
-    carrier = _run.carrier_of(multiprocessing.current_process())
+    """(carrier, settings) for the spans of this worker process; None: not traced. Worked out
+    once per process object (a task runs this first)."""
+    global _where
+    proc = multiprocessing.current_process()
+    if _where is not None and _where[0] is proc and _where[1] is _standalone:
+        return _where[2]
+    carrier = _run.carrier_of(proc)
+    where: tuple[dict[str, Any] | None, Any] | None = None
     if carrier is not None:
-        return None if _run.carrier_settings(carrier).disabled else (carrier, None)
-    if _standalone is not None:
-        return None, _standalone
-    return None
+        where = None if _run.carrier_settings(carrier).disabled else (carrier, None)
+    elif _standalone is not None:
+        where = None, _standalone
+    _where = (proc, _standalone, where)
+    return where
+
+
+_where: tuple[Any, Any, tuple[dict[str, Any] | None, Any] | None] | None = None
 
 
 def traced(task: Any, state: Any, key: Any) -> Any:
