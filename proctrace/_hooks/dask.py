@@ -204,7 +204,7 @@ def _patch_scheduler(module: ModuleType) -> None:
             if annotations and ANNOTATION in annotations:
                 sent = msg.get("run_spec")
                 task: Any = getattr(sent, "data", None)
-                light = _tasks.portable(getattr(task, "func", None))
+                light = _tasks.portable(getattr(task, "func", None), getattr(ts, "group", None))
                 if light is not None and hasattr(task, "copy"):
                     task = task.copy()
                     task.func = light

@@ -29,9 +29,15 @@ import os, signal, sys
 import dask, dask.bag
 from distributed import Client, LocalCluster
 from opentelemetry import trace
+from proctrace import traced
 
 tracer = trace.get_tracer("test")
 MARK = sys.argv[1]
+LIMIT = 1
+
+@traced
+def over(x):
+    return x > LIMIT
 
 def inc(x, secret=None):
     return x + 1
@@ -65,6 +71,10 @@ if __name__ == "__main__":
             except ValueError:
                 pass
             assert client.submit(die, 7).result() == 7
+            # A @traced function carries the globals of when its work was submitted.
+            assert client.gather(client.map(over, [3, 30])) == [True, True]
+            LIMIT = 5
+            assert client.gather(client.map(over, [4, 40])) == [False, True]
     print("done")
 """
 
@@ -119,6 +129,21 @@ def test_local_cluster_tasks_nest_under_the_submitting_span(local_run) -> None:
     }
     submitted = next(t for t in tasks if list(t.attributes["proctrace.args"]) == ["1"])
     assert submitted.attributes["proctrace.kwargs.secret"] != "'hunter2'"  # redacted
+
+
+def test_a_traced_function_runs_with_the_globals_of_its_submission(local_run) -> None:
+    """The function's bytes are made once per submission (not per task), and a worker loads
+    them once: a global changed between two submissions is seen by the second."""
+    spans, _ = local_run
+    caller = next(s for s in spans if s.name == "caller")
+    runs = sorted(
+        (int(s.attributes["proctrace.args"][0]), s) for s in spans if s.name == "over"
+    )
+    assert [n for n, _ in runs] == [3, 4, 30, 40]
+    for _, span in runs:
+        assert span.parent_span_id == caller.span_id
+        assert span.attributes["code.function.name"] == "__main__.over"
+        assert span.attributes["proctrace.dask.attempt"] == 1
 
 
 def test_a_fused_task_is_named_as_dask_names_it(local_run) -> None:
