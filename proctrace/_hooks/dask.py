@@ -34,6 +34,7 @@ from .._core.ids import new_id
 from .._core.spec import TraceSpec, spec_of
 from . import dask_tasks as _tasks
 from . import pools, registry
+from .dask_portable import portable as _portable
 from .dask_tasks import (
     ANNOTATION,
     ATTEMPT,
@@ -204,7 +205,7 @@ def _patch_scheduler(module: ModuleType) -> None:
             if annotations and ANNOTATION in annotations:
                 sent = msg.get("run_spec")
                 task: Any = getattr(sent, "data", None)
-                light = _tasks.portable(getattr(task, "func", None), getattr(ts, "group", None))
+                light = _portable(getattr(task, "func", None), getattr(ts, "group", None))
                 if light is not None and hasattr(task, "copy"):
                     task = task.copy()
                     task.func = light

@@ -7,9 +7,7 @@ at its start so that the collector ends it (ERROR) should the worker die mid-tas
 span id is derived from the scheduler's ``run_id`` of the run, so a rerun links to the run
 before it (``run_span_id()``).
 
-A ``@traced`` function travels to the worker as a ``Portable``: the function it wraps and
-its options, which pickle as the plain function would (Dask pickles the function of every
-task it sends; the wrapper, defined in ``__main__`` by value, cost three times as much).
+A ``@traced`` function travels to the worker as a ``dask_portable.Portable``.
 """
 
 from __future__ import annotations
@@ -35,8 +33,7 @@ from .._core.spec import (
     span_name,
     spec_of,
 )
-from . import registry
-from .targets import StandIn
+from .dask_portable import Portable
 
 ANNOTATION = "proctrace"  # the Dask annotation: "*" (every task) or "@" (@traced), traceparent
 KEY = "proctrace.dask.key"
@@ -71,80 +68,6 @@ def set_standalone(settings: Any) -> None:
 
 def standalone() -> Any:
     return _standalone
-
-
-_CO_COROUTINE = 0x80
-
-
-class Portable(StandIn):
-    """A ``@traced`` function as Dask sends it to a worker: called, it is the wrapper's call
-    (``registry.traced_call()``); pickled, it is the function it wraps (pickled by
-    cloudpickle once, as ``_payload``) and its ``TraceSpec``."""
-
-    __slots__ = ("_payload",)
-
-    def __init__(self, target: Any, spec: TraceSpec) -> None:
-        StandIn.__init__(self, target, spec)
-        self._payload: bytes | None = None
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return registry.traced_call()(self.target, self.spec, args, kwargs)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # The scheduler pickles every task it sends, the function with it (by value, for a
-        # program's own): the function's bytes are made once, and a pickle of bytes finds
-        # no function it cannot pickle by reference, which would make Dask try three ways.
-        if self._payload is None:
-            import cloudpickle  # type: ignore[import-untyped,unused-ignore]  # with Dask
-
-            self._payload = cloudpickle.dumps(self.target)
-        return (_revive, (self._payload, self.spec))
-
-
-def _revive(payload: bytes, spec: TraceSpec) -> Portable:
-    """A ``Portable`` unpickled: its function loaded once per payload in this process, as
-    Dask's own ``cache_loads`` did for the functions of its tasks."""
-    target = _revived.get(payload)
-    if target is None:
-        import pickle
-
-        target = pickle.loads(payload)
-        if len(_revived) >= 64:
-            _revived.clear()
-        _revived[payload] = target
-    return Portable(target, spec)
-
-
-_revived: dict[bytes, Any] = {}
-
-
-def portable(fn: Any, scope: Any = None) -> Portable | None:
-    """``fn`` as a ``Portable`` when it is a ``@traced`` wrapper of a plain function (a
-    coroutine function's wrapper stays: Dask awaits what is one). With ``scope`` (the tasks'
-    Dask task group, one per submission), one per wrapper and scope, which keeps the
-    function's bytes: the globals a function sent by value carries are those of when its
-    work was submitted, as without proctrace."""
-    if scope is not None:
-        found = _portables.get(id(fn))
-        if found is not None and found[0] is fn and found[1] is scope:
-            return found[2]
-    spec = getattr(fn, "__proctrace__", None)
-    target = getattr(fn, "__wrapped__", None)
-    if type(fn) is not FunctionType or not isinstance(spec, TraceSpec):
-        return None
-    if type(target) is not FunctionType or fn.__code__.co_flags & _CO_COROUTINE:
-        return None
-    light = Portable(target, spec)
-    if scope is not None:
-        if len(_portables) >= 64:
-            _portables.clear()
-        _portables[id(fn)] = (fn, scope, light)
-    return light
-
-
-# The Portable of each @traced wrapper the scheduler sent, by the wrapper's id (the wrapper
-# and the task group kept with it).
-_portables: dict[int, tuple[Any, Any, Portable]] = {}
 
 
 def _destination() -> tuple[dict[str, Any] | None, Any] | None:

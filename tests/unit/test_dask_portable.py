@@ -9,7 +9,7 @@ import pytest
 
 from proctrace import traced
 from proctrace._core.spec import TraceSpec
-from proctrace._hooks import dask_tasks
+from proctrace._hooks import dask_portable as dask_tasks
 
 cloudpickle = pytest.importorskip("cloudpickle")
 
