@@ -227,9 +227,12 @@ class _Call:
             return None
         cache_key = (
             self.mark, code.co_filename, code.co_firstlineno, target.__qualname__, spec,
-            thread.ident, self.retries, id(self.worker),
+            thread.ident, thread.name, self.retries, id(self.worker),
         )
-        found = _plans.get(cache_key)
+        try:
+            found = _plans.get(cache_key)
+        except TypeError:  # an annotation Dask would not have set: the general way
+            return None
         if found is not None and found[0].holds():
             return found
         carrier, settings = self.where

@@ -48,3 +48,30 @@ def test_what_is_not_a_traced_plain_function_is_left_as_it_is():
     assert dask_tasks.portable(traced(waits)) is None  # Dask awaits a coroutine function
     assert dask_tasks.portable(None) is None
     assert dask_tasks.portable(len) is None
+
+
+def test_a_submissions_tasks_share_the_functions_bytes_and_a_worker_loads_them_once():
+    """The scheduler pickles every task it sends: the function's bytes are made once per
+    wrapper and task group (a submission), and unpickled tasks share one function."""
+    work, _ = _local_functions()
+    wrapper = traced(work)
+    group, other_group = object(), object()
+    light = dask_tasks.portable(wrapper, group)
+    assert dask_tasks.portable(wrapper, group) is light
+    assert dask_tasks.portable(wrapper, other_group) is not light  # the next submission's
+    assert light.__reduce__()[1][0] is light.__reduce__()[1][0]  # made once
+    first, second = pickle.loads(pickle.dumps(light)), pickle.loads(cloudpickle.dumps(light))
+    assert type(first) is type(second) is dask_tasks.Portable
+    assert first.target is second.target  # loaded once in this process
+    assert first.target is not work and first(4) == 8
+
+
+def test_a_function_carries_the_globals_of_when_its_work_was_submitted():
+    namespace: dict = {"LIMIT": 1}
+    exec("def over(x):\n    return x > LIMIT\n", namespace)  # by value, as a program's own
+    wrapper = traced(namespace["over"])
+    before = pickle.dumps(dask_tasks.portable(wrapper, object()))
+    namespace["LIMIT"] = 5
+    after = pickle.dumps(dask_tasks.portable(wrapper, object()))
+    assert pickle.loads(before)(3) is True
+    assert pickle.loads(after)(3) is False
