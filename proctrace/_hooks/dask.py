@@ -205,7 +205,11 @@ def _patch_scheduler(module: ModuleType) -> None:
             if annotations and ANNOTATION in annotations:
                 sent = msg.get("run_spec")
                 task: Any = getattr(sent, "data", None)
-                light = _portable(getattr(task, "func", None), getattr(ts, "group", None))
+                light = _portable(
+                    getattr(task, "func", None),
+                    getattr(ts, "group", None),
+                    str(annotations[ANNOTATION]).startswith("*"),  # every task traced
+                )
                 if light is not None and hasattr(task, "copy"):
                     task = task.copy()
                     task.func = light

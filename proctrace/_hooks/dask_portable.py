@@ -10,11 +10,11 @@ from __future__ import annotations
 from types import FunctionType
 from typing import Any
 
-from .._core.spec import TraceSpec
+from .._core.spec import PLAIN, TraceSpec
 from . import registry
 from .targets import StandIn
 
-__all__ = ["Portable", "portable"]
+__all__ = ["Portable", "dask_own", "portable"]
 
 _CO_COROUTINE = 0x80
 
@@ -61,19 +61,26 @@ def _revive(payload: bytes, spec: TraceSpec) -> Portable:
 _revived: dict[bytes, Any] = {}
 
 
-def portable(fn: Any, scope: Any = None) -> Portable | None:
-    """``fn`` as a ``Portable`` when it is a ``@traced`` wrapper of a plain function (a
-    coroutine function's wrapper stays: Dask awaits what is one). With ``scope`` (the tasks'
-    Dask task group, one per submission), one per wrapper and scope, which keeps the
-    function's bytes: the globals a function sent by value carries are those of when its
-    work was submitted, as without proctrace."""
+def portable(fn: Any, scope: Any = None, everything: bool = False) -> Portable | None:
+    """``fn`` as a ``Portable`` when it is a ``@traced`` wrapper of a plain function, or with
+    ``everything`` (every task traced: ``instrument()``) a plain function of the program's
+    own (not Dask's, whose tasks are named after their keys; a coroutine function stays as
+    it is: Dask awaits what is one). With ``scope`` (the tasks' Dask task group, one per
+    submission), one per function and scope, which keeps the function's bytes: the globals
+    a function sent by value carries are those of when its work was submitted, as without
+    proctrace."""
     if scope is not None:
         found = _portables.get(id(fn))
         if found is not None and found[0] is fn and found[1] is scope:
             return found[2]
+    if type(fn) is not FunctionType:
+        return None
     spec = getattr(fn, "__proctrace__", None)
-    target = getattr(fn, "__wrapped__", None)
-    if type(fn) is not FunctionType or not isinstance(spec, TraceSpec):
+    if isinstance(spec, TraceSpec):
+        target = getattr(fn, "__wrapped__", None)
+    elif everything and spec is None and not dask_own(fn):
+        target, spec = fn, PLAIN
+    else:
         return None
     if type(target) is not FunctionType or fn.__code__.co_flags & _CO_COROUTINE:
         return None
@@ -83,6 +90,12 @@ def portable(fn: Any, scope: Any = None) -> Portable | None:
             _portables.clear()
         _portables[id(fn)] = (fn, scope, light)
     return light
+
+
+def dask_own(fn: Any) -> bool:
+    """True for a function of Dask's own (a fused subgraph's, a bag's ``map_chunk``)."""
+    module = str(getattr(fn, "__module__", None) or "")
+    return module.split(".")[0] in ("dask", "distributed")
 
 
 # The Portable of each @traced wrapper the scheduler sent, by the wrapper's id (the wrapper

@@ -33,7 +33,7 @@ from .._core.spec import (
     span_name,
     spec_of,
 )
-from .dask_portable import Portable
+from .dask_portable import Portable, dask_own
 
 ANNOTATION = "proctrace"  # the Dask annotation: "*" (every task) or "@" (@traced), traceparent
 KEY = "proctrace.dask.key"
@@ -159,7 +159,7 @@ class _Call:
             elif (
                 type(fn) is FunctionType and self.everything
                 and not isinstance(getattr(fn, "__proctrace__", None), TraceSpec)
-                and not _is_dask_own(fn)
+                and not dask_own(fn)
             ):
                 target, spec = fn, PLAIN
             else:
@@ -191,7 +191,7 @@ class _Call:
         run, previous = self.runs
         scheduler = _scheduler(self.worker)
         extra = self._attributes()
-        if spec is PLAIN and _is_dask_own(target):
+        if spec is PLAIN and dask_own(target):
             # Dask's own function around the work (a fused subgraph, a bag's map_chunk, an
             # array's blockwise call): the span is named as Dask names the task, after its key.
             spec = TraceSpec(name=task_name(self.key), record_args=False)
@@ -287,11 +287,6 @@ class _Call:
         if isinstance(self.retries, int) and self.retries > 0:
             attributes[RETRIES] = self.retries
         return attributes
-
-
-def _is_dask_own(fn: Any) -> bool:
-    module = str(getattr(fn, "__module__", None) or "")
-    return module.split(".")[0] in ("dask", "distributed")
 
 
 def task_name(key: Any) -> str:

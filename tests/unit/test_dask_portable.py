@@ -75,3 +75,17 @@ def test_a_function_carries_the_globals_of_when_its_work_was_submitted():
     after = pickle.dumps(dask_tasks.portable(wrapper, object()))
     assert pickle.loads(before)(3) is True
     assert pickle.loads(after)(3) is False
+
+
+def test_with_every_task_traced_a_programs_own_plain_function_travels_the_same_way():
+    """Under ``instrument()``/``proctrace run`` (the annotation's "*"), a plain function of the
+    program's own goes as a Portable too, with the plain spec; Dask's own do not (their tasks
+    are named after their keys), nor does anything when only @traced functions are traced."""
+    work, waits = _local_functions()
+    light = dask_tasks.portable(work, object(), everything=True)
+    assert light is not None and light.target is work and light.spec == TraceSpec()
+    assert dask_tasks.portable(work, object()) is None
+    assert dask_tasks.portable(waits, object(), everything=True) is None
+    from dask.utils import key_split
+
+    assert dask_tasks.portable(key_split, object(), everything=True) is None
