@@ -34,10 +34,11 @@ KINDS = {
     "e2e": "starts real processes or OTLP receivers (tests/e2e/)",
 }
 SLOW = (
-    "slow: 5-30 s each on 2 cores (a Dask scheduler and workers started as separate "
-    "processes, 100,000 spans in a browser and in the view's model, the benchmark scripts' "
-    "quick run, the collector's fuzzer); left out of the default run (pyproject's addopts), "
-    "run with `pytest -m slow`; CI runs both"
+    "slow: 2.5-30 s each on 2 cores (a Dask scheduler and workers started as separate "
+    "processes, 100,000 spans in a browser and in the view's model, 30,000 pool tasks into "
+    "the trace file, the benchmark scripts' quick run, the record and reader fuzzers, the "
+    "encoders against the generated classes); left out of the default run (pyproject's "
+    "addopts), run with `pytest -m slow`; CI runs both"
 )
 
 

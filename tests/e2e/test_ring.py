@@ -95,6 +95,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 def test_with_no_backend_every_task_span_is_in_the_trace_file(run_script, tmp_path):
     """The default destination, the trace file, takes each span however fast a pool makes
     them (pool workers write into their rings faster than spans were written as JSON): none

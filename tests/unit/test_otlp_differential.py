@@ -16,6 +16,7 @@ import math
 import struct
 from typing import Any
 
+import pytest
 from google.protobuf import text_format
 from google.protobuf.message import Message
 from hypothesis import example, given, settings
@@ -209,6 +210,7 @@ def _property(recs: list[dict[str, Any]], resource: dict[str, Any]) -> None:
     _same(from_bytes, from_json, "(c) protobuf bytes vs OTLP/JSON text")
 
 
+@pytest.mark.slow
 def test_encoders_match_generated_classes() -> None:
     """(a) serialized_request bytes, (b) dumps' JSON text through to_protobuf and (c) each
     other all equal the request built with the generated classes, for 300 random batches of

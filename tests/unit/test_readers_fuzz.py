@@ -16,6 +16,7 @@ import tracemalloc
 from pathlib import Path
 from unittest import mock
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -123,6 +124,7 @@ def test_random_bytes(data):
     _everything(data)
 
 
+@pytest.mark.slow
 @settings(FAST, max_examples=300)
 @given(st.lists(JSON, max_size=4), st.booleans())
 def test_json_of_any_shape(values, pretty):
@@ -133,6 +135,7 @@ def test_json_of_any_shape(values, pretty):
     _everything("\n".join(lines).encode())
 
 
+@pytest.mark.slow
 @settings(FAST, max_examples=400)
 @given(st.lists(REQUEST, min_size=1, max_size=3), st.booleans())
 def test_requests_with_fields_of_the_wrong_type(requests, pretty):
@@ -143,6 +146,7 @@ def test_requests_with_fields_of_the_wrong_type(requests, pretty):
     _everything(body.encode())
 
 
+@pytest.mark.slow
 @settings(FAST, max_examples=400)
 @given(st.data())
 def test_cut_and_corrupted_trace_files(data):
