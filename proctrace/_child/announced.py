@@ -84,15 +84,7 @@ def run(
     ``own``: the values of the call's own attributes (strings and ints, at least one). Its
     records are written from templates: this runs for every task, in a thread that ran
     other code in between, where each step costs several times what it does in a loop."""
-    shown_args: list[str] | None = None
-    shown_kwargs: dict[str, str] = _NO_KWARGS
-    if plan.record_args:
-        if not kwargs and not plan.secret_any and not plan.skip_self:
-            shown_args = _arguments.describe_plain(args, plan.limit, plan.extra)
-        else:
-            shown_args, shown_kwargs = _arguments.describe_as(
-                plan.secret, plan.skip_self, args, kwargs, plan.limit, plan.extra
-            )
+    shown_args, shown_kwargs = _describe(plan, args, kwargs)
     text = ",".join(
         [
             k + (_escaped(v) if type(v) is str else str(int(v)))
@@ -138,4 +130,4 @@ _Span = _span.Span
 _send_start, _send_end = _wire.send_task_line, _wire.send_encoded
 _enter, _leave = _span.enter, _span.leave
 _thread_time, _time_ns = time.thread_time, time.time_ns
-_NO_KWARGS: dict[str, str] = {}
+_describe = _arguments.describe_planned

@@ -116,15 +116,7 @@ def run(plan: _Plan, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
     """One call of the plan's function, in its span. Pool tasks are many and short: this
     runs for each, so it calls little and builds little (about 5 µs here)."""
     span = _Span.for_task(plan.name, plan.trace_id, plan.parent_id)
-    shown_args: list[str] | None = None
-    shown_kwargs: dict[str, str] = _NO_KWARGS
-    if plan.record_args:
-        if not kwargs and not plan.secret_any and not plan.skip_self:
-            shown_args = _arguments.describe_plain(args, plan.limit, plan.extra)
-        else:
-            shown_args, shown_kwargs = _arguments.describe_as(
-                plan.secret, plan.skip_self, args, kwargs, plan.limit, plan.extra
-            )
+    shown_args, shown_kwargs = _describe(plan, args, kwargs)
     cpu = _thread_time()  # this thread's: other threads' work is not the call's
     state = _enter(span)
     try:
@@ -151,7 +143,7 @@ _Span = _span.Span
 _enter, _leave = _span.enter, _span.leave
 _thread_time, _time_ns = time.thread_time, time.time_ns
 _send_encoded = _wire.send_encoded
-_NO_KWARGS: dict[str, str] = {}
+_describe = _arguments.describe_planned
 
 
 def _end(

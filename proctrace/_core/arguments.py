@@ -7,7 +7,7 @@ Secrets are found by name (a parameter or keyword whose name looks secret is sho
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from .redact import NUMBERS, REDACTED, bounded, is_secret, safe_repr, scrub
 from .spec import code_parameters, signature_key, takes_self
@@ -96,3 +96,29 @@ def describe_as(
         for key, val in kwargs.items()
     }
     return shown_args, shown_kwargs
+
+
+class Described(Protocol):
+    """What a plan of many calls of one function knows of its arguments, worked out once
+    (``_child/tasks.py``'s pool task plans, ``_child/announced.py``'s Dask task plans)."""
+
+    record_args: bool
+    secret: tuple[bool, ...]
+    secret_any: bool
+    skip_self: bool
+    limit: int
+    extra: tuple[str, ...]
+
+
+NO_KWARGS: dict[str, str] = {}
+
+
+def describe_planned(
+    plan: Described, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> tuple[list[str] | None, dict[str, str]]:
+    """One call's arguments as its plan records them: None when it records none."""
+    if not plan.record_args:
+        return None, NO_KWARGS
+    if not kwargs and not plan.secret_any and not plan.skip_self:
+        return describe_plain(args, plan.limit, plan.extra), NO_KWARGS
+    return describe_as(plan.secret, plan.skip_self, args, kwargs, plan.limit, plan.extra)
