@@ -34,7 +34,6 @@ from .._core.ids import new_id
 from .._core.spec import TraceSpec, spec_of
 from . import dask_tasks as _tasks
 from . import pools, registry
-from .dask_portable import portable as _portable
 from .dask_tasks import (
     ANNOTATION,
     ATTEMPT,
@@ -197,6 +196,8 @@ def _patch_scheduler(module: ModuleType) -> None:
     ):
         return
 
+    from .dask_portable import portable  # a program that runs no scheduler never loads it
+
     def task_to_msg(original: Any) -> Any:
         def _task_to_msg(self: Any, ts: Any) -> Any:
             previous = getattr(ts, "run_id", None)  # the run before this one, if any
@@ -205,7 +206,7 @@ def _patch_scheduler(module: ModuleType) -> None:
             if annotations and ANNOTATION in annotations:
                 sent = msg.get("run_spec")
                 task: Any = getattr(sent, "data", None)
-                light = _portable(
+                light = portable(
                     getattr(task, "func", None),
                     getattr(ts, "group", None),
                     str(annotations[ANNOTATION]).startswith("*"),  # every task traced

@@ -16,9 +16,8 @@ import multiprocessing
 import socket
 import threading
 from types import FunctionType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._child import announced as _announced
 from .._child import run as _run
 from .._child import span as _span
 from .._child import wire as _wire
@@ -33,7 +32,9 @@ from .._core.spec import (
     span_name,
     spec_of,
 )
-from .dask_portable import Portable, dask_own
+
+if TYPE_CHECKING:
+    from .._child import announced as _announced_module
 
 ANNOTATION = "proctrace"  # the Dask annotation: "*" (every task) or "@" (@traced), traceparent
 KEY = "proctrace.dask.key"
@@ -55,7 +56,20 @@ _standalone: Any = None
 _attempts: dict[str, int] = {}
 # The plans of the tasks run here (``_Call._plan``), and the parsed traceparents of the
 # annotations they carried.
-_plans: dict[tuple[Any, ...], tuple[_announced.Plan, str]] = {}
+_plans: dict[tuple[Any, ...], tuple[_announced_module.Plan, str]] = {}
+# What only a Dask worker's tasks need, loaded with its first task (``_load()``): a program
+# that never runs one does not hold these modules (each is pages a fork child shares).
+_announced: Any = None  # proctrace._child.announced
+Portable: Any = None  # dask_portable.Portable
+dask_own: Any = None  # dask_portable.dask_own
+
+
+def _load() -> None:
+    global _announced, Portable, dask_own
+    from .._child import announced
+    from . import dask_portable
+
+    _announced, Portable, dask_own = announced, dask_portable.Portable, dask_portable.dask_own
 _marks: dict[str, SpanRef] = {}
 _current_thread = threading.current_thread
 _host = ""
@@ -108,6 +122,8 @@ def traced(task: Any, state: Any, key: Any) -> Any:
     where = _destination()
     if ids is None or where is None:
         return task
+    if _announced is None:
+        _load()
     copy = task.copy()
     copy.func = _Call(
         task.func,
@@ -217,7 +233,7 @@ class _Call:
             links=links,
         )
 
-    def _plan(self, target: Any, spec: TraceSpec) -> tuple[_announced.Plan, str] | None:
+    def _plan(self, target: Any, spec: TraceSpec) -> tuple[_announced_module.Plan, str] | None:
         """The spans of this function's tasks submitted from one span, in this thread, and
         the start of their span ids' text; None when they are not recorded here. A function
         sent by value arrives anew with each task: it is known by where it is defined."""

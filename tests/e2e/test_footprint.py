@@ -9,6 +9,8 @@ import json
 NOT_LOADED = (
     "inspect", "dataclasses", "tempfile", "shutil", "bz2", "lzma", "hashlib", "datetime",
     "traceback", "multiprocessing.forkserver", "multiprocessing.spawn", "ast", "dis",
+    # What only pool or Dask tasks need (loaded by their first task).
+    "proctrace._otlp.protobuf", "proctrace._child.announced", "proctrace._hooks.dask_portable",
 )
 
 
