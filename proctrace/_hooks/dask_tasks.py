@@ -57,6 +57,8 @@ _attempts: dict[str, int] = {}
 # The plans of the tasks run here (``_Call._plan``), and the parsed traceparents of the
 # annotations they carried.
 _plans: dict[tuple[Any, ...], tuple[_announced_module.Plan, str]] = {}
+_marks: dict[str, SpanRef] = {}
+_current_thread = threading.current_thread
 # What only a Dask worker's tasks need, loaded with its first task (``_load()``): a program
 # that never runs one does not hold these modules (each is pages a fork child shares).
 _announced: Any = None  # proctrace._child.announced
@@ -70,8 +72,8 @@ def _load() -> None:
     from . import dask_portable
 
     _announced, Portable, dask_own = announced, dask_portable.Portable, dask_portable.dask_own
-_marks: dict[str, SpanRef] = {}
-_current_thread = threading.current_thread
+
+
 _host = ""
 
 
