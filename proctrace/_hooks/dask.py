@@ -209,7 +209,10 @@ def _patch_scheduler(module: ModuleType) -> None:
                 light = portable(
                     getattr(task, "func", None),
                     getattr(ts, "group", None),
-                    str(annotations[ANNOTATION]).startswith("*"),  # every task traced
+                    # Every task traced, by a scheduler in the instrumented program itself
+                    # (a LocalCluster's, whose workers are its children): a plain function
+                    # goes as a Portable too, which a worker unpickles only with proctrace.
+                    str(annotations[ANNOTATION]).startswith("*") and registry.instrumenting(),
                 )
                 if light is not None and hasattr(task, "copy"):
                     task = task.copy()
