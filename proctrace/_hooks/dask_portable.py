@@ -1,8 +1,8 @@
 """A ``@traced`` function as Dask sends it to a worker (``Portable``): the function it wraps
 and its options. Dask pickles the function of every task it sends, a program's own by value;
 the wrapper, defined in ``__main__``, cost three times what the plain function does. A
-``Portable`` pickles as the function's bytes, made once per submission, and its
-``TraceSpec``; a worker loads each function's bytes once.
+``Portable`` pickles as the function's bytes, made once per submission (per function object
+the scheduler got), and its ``TraceSpec``; a worker loads each function's bytes once.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ class Portable(StandIn):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return registry.traced_call()(self.target, self.spec, args, kwargs)
+
+    def __repr__(self) -> str:  # Dask names a task's function in its logs and errors
+        return f"<traced {self.target!r}>"
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The scheduler pickles every task it sends, the function with it (by value, for a
@@ -65,10 +68,11 @@ def portable(fn: Any, scope: Any = None, everything: bool = False) -> Portable |
     """``fn`` as a ``Portable`` when it is a ``@traced`` wrapper of a plain function, or with
     ``everything`` (every task traced: ``instrument()``) a plain function of the program's
     own (not Dask's, whose tasks are named after their keys; a coroutine function stays as
-    it is: Dask awaits what is one). With ``scope`` (the tasks' Dask task group, one per
-    submission), one per function and scope, which keeps the function's bytes: the globals
-    a function sent by value carries are those of when its work was submitted, as without
-    proctrace."""
+    it is: Dask awaits what is one). With ``scope`` (the tasks' Dask task group), one per
+    function object and scope, which keeps the function's bytes. The scheduler unpickles a
+    new function object with each submission (a ``submit``, a ``map``), so the globals a
+    function sent by value carries are those of when its work was submitted, as without
+    proctrace; the group keeps an object seen again from being taken for another's."""
     if scope is not None:
         found = _portables.get(id(fn))
         if found is not None and found[0] is fn and found[1] is scope:

@@ -52,7 +52,7 @@ def test_what_is_not_a_traced_plain_function_is_left_as_it_is():
 
 def test_a_submissions_tasks_share_the_functions_bytes_and_a_worker_loads_them_once():
     """The scheduler pickles every task it sends: the function's bytes are made once per
-    wrapper and task group (a submission), and unpickled tasks share one function."""
+    wrapper object and task group, and unpickled tasks share one function."""
     work, _ = _local_functions()
     wrapper = traced(work)
     group, other_group = object(), object()
@@ -64,6 +64,7 @@ def test_a_submissions_tasks_share_the_functions_bytes_and_a_worker_loads_them_o
     assert type(first) is type(second) is dask_tasks.Portable
     assert first.target is second.target  # loaded once in this process
     assert first.target is not work and first(4) == 8
+    assert repr(first).startswith("<traced <function ") and "work" in repr(first)
 
 
 def test_a_function_carries_the_globals_of_when_its_work_was_submitted():
