@@ -42,6 +42,14 @@ def decide(sampler: str, ratio: float, trace_id: str, parent_sampled: bool | Non
     return True
 
 
+def can_sample(sampler: str, ratio: float) -> bool:
+    """False for a sampler that samples no trace whatever the parent says (``always_off``, a
+    ``traceidratio`` of 0): a run with it records nothing, and needs no collector."""
+    if sampler == "always_off":
+        return False
+    return not (sampler == "traceidratio" and ratio_bound(ratio) <= 0)
+
+
 def from_description(description: str) -> tuple[str, float] | None:
     """``(name, ratio)`` of a standard SDK sampler from its ``get_description()``, or None.
 

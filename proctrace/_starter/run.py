@@ -22,6 +22,7 @@ from .._core import config as _config
 from .._core import ids as _ids
 from .._core import names
 from .._core import onimport as _onimport
+from .._core import sampling
 from .._core.ids import SpanRef, new_id
 from . import main_span
 
@@ -76,18 +77,24 @@ class Runtime:
         self.outcome = main_span.Outcome()
 
     def start(self) -> None:
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(self.socket_path)
-        listener.listen(4096)
         provider = _application_provider()
         if provider is not None:
             self.app_provider = provider
-            self._start_collector_thread(listener, provider)
-        else:
-            self._start_agent(listener)
+            self._start_collector_thread(self._listen(), provider)
+        elif sampling.can_sample(self.settings.sampler, self.settings.sampler_ratio):
+            self._start_agent(self._listen())
+        # else: a sampler that samples nothing (always_off, a ratio of 0). No span of the run
+        # can be recorded, so there is no collector: the agent's start alone is ~0.2 s of CPU,
+        # on the program's cores. Children still write their log lines; nothing is sent.
         _provide_when_used(self.settings)
         _wire.set_address(self.socket_path)
         _prepare_children()
+
+    def _listen(self) -> socket.socket:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(self.socket_path)
+        listener.listen(4096)
+        return listener
 
     def root_ids(self) -> SpanRef:
         """The main process's span, opened the first time a process starts outside any
@@ -132,7 +139,8 @@ class Runtime:
         self.outcome.unwatch()
         if self.root is not None:
             self.outcome.end(self.root)
-        _wire.send({"k": "shutdown"})
+        if self.agent is not None or self.collector_thread is not None:
+            _wire.send({"k": "shutdown"})
         _wire.close()
         import shutil
 

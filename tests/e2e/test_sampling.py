@@ -53,9 +53,44 @@ def test_an_unsampled_run_exports_nothing_from_children_workers_or_tasks(
     env = {**receiver.env(), "OTEL_TRACES_SAMPLER": sampler}
     if arg is not None:
         env["OTEL_TRACES_SAMPLER_ARG"] = arg
-    run = run_script(PROGRAM, "fork", env=env)
+    run = run_script(PROGRAM + AGENT_CHECK, "fork", env=env)
     assert run.returncode == 0, run.stderr
     assert "sum 2646700" in run.stdout
+    assert "cannot reach" not in run.stderr
+    # A sampler that samples no trace whatever the parent says needs no collector: its start
+    # alone is ~0.2 s of CPU. The parent-based ones may still join a sampled TRACEPARENT.
+    agent = "agent yes" if sampler.startswith("parentbased_") else "agent no"
+    assert agent in run.stdout, run.stdout
+    _nothing_arrives(receiver)
+
+
+AGENT_CHECK = """
+    import os
+    kids = " ".join(open(f"/proc/self/task/{t}/children").read() for t in os.listdir("/proc/self/task"))
+    cmdlines = []
+    for pid in kids.split():
+        try:
+            cmdlines.append(open(f"/proc/{pid}/cmdline", "rb").read())
+        except OSError:
+            pass
+    print("agent", "yes" if any(b"proctrace._agent" in c for c in cmdlines) else "no", flush=True)
+"""
+
+
+def test_always_off_ignores_a_sampled_traceparent_and_starts_no_agent(run_script, receiver):
+    """always_off decides no whatever the parent says: a program handed a sampled trace in
+    TRACEPARENT records nothing either, and its children log with that trace's id."""
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    env = {
+        **receiver.env(),
+        "OTEL_TRACES_SAMPLER": "always_off",
+        "TRACEPARENT": f"00-{trace_id}-00f067aa0ba902b7-01",
+    }
+    run = run_script(PROGRAM + AGENT_CHECK, "forkserver", env=env)
+    assert run.returncode == 0, run.stderr
+    assert "agent no" in run.stdout and "cannot reach" not in run.stderr
+    started = run.events("process started")
+    assert started and {entry["trace_id"] for entry in started} == {trace_id}
     _nothing_arrives(receiver)
 
 

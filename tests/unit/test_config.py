@@ -80,3 +80,26 @@ def test_settings_survive_a_round_trip_as_plain_data():
     """Settings travel to children as a plain dict."""
     settings = resolve(env={}, redact=["pin"], exporter=["console", "otlp"])
     assert Settings.from_dict(settings.to_dict()) == settings
+
+
+@pytest.mark.parametrize(
+    "sampler, ratio, expected",
+    [
+        ("always_off", 1.0, False),
+        ("traceidratio", 0.0, False),
+        ("traceidratio", 1e-30, False),  # rounds to a bound of 0: no trace id is below it
+        ("traceidratio", 1e-12, True),
+        ("always_on", 1.0, True),
+        ("parentbased_always_off", 1.0, True),  # a sampled parent handed in is followed
+        ("parentbased_traceidratio", 0.0, True),
+        ("parentbased_always_on", 1.0, True),
+    ],
+)
+def test_can_sample_is_false_only_where_no_trace_can_ever_be_sampled(sampler, ratio, expected):
+    from proctrace._core import sampling
+
+    assert sampling.can_sample(sampler, ratio) is expected
+    if not expected:  # and decide() agrees, whatever the trace id and the parent
+        for trace_id in ("0" * 32, "f" * 32, "4bf92f3577b34da6a3ce929d0e0e4736"):
+            for parent in (None, True, False):
+                assert not sampling.decide(sampler, ratio, trace_id, parent)
