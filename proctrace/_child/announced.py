@@ -104,12 +104,12 @@ def run(
         result = target(*args, **kwargs)
     except BaseException as exc:
         _leave(span, state)
-        cpu = round(_thread_time() - cpu, 6)
+        cpu = (_thread_time() - cpu) // 1000 / 1e6
         status, message = _outcome.failed_status(span, exc)
         span.end(status, message, {**span.attributes, names.TASK_CPU: cpu})
         raise
     _leave(span, state)
-    cpu = round(_thread_time() - cpu, 6)
+    cpu = (_thread_time() - cpu) // 1000 / 1e6
     if span.events or span.attributes:  # log events, attributes set while it ran
         span.end(_span.STATUS_UNSET, "", {**span.attributes, names.TASK_CPU: cpu})
         return result
@@ -129,5 +129,6 @@ _KWARGS = names.KWARGS_PREFIX
 _Span = _span.Span
 _send_start, _send_end = _wire.send_task_line, _wire.send_encoded
 _enter, _leave = _span.enter, _span.leave
-_thread_time, _time_ns = time.thread_time, time.time_ns
+# CPU time in whole µs, from ns: round(seconds, 6) costs ~0.4 µs a task (as text, then back)
+_thread_time, _time_ns = time.thread_time_ns, time.time_ns
 _describe = _arguments.describe_planned

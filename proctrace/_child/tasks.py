@@ -123,12 +123,12 @@ def run(plan: _Plan, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
         result = plan.target(*args, **kwargs)
     except BaseException as exc:
         _leave(span, state)
-        cpu = round(_thread_time() - cpu, 6)
+        cpu = (_thread_time() - cpu) // 1000 / 1e6
         status, message = _outcome.failed_status(span, exc)
         _end(span, plan, shown_args, shown_kwargs, status, message, cpu)
         raise
     _leave(span, state)
-    cpu = round(_thread_time() - cpu, 6)
+    cpu = (_thread_time() - cpu) // 1000 / 1e6
     if span.events or span.attributes:  # log events, or a count of those dropped
         _end(span, plan, shown_args, shown_kwargs, _span.STATUS_UNSET, "", cpu)
         return result
@@ -141,7 +141,8 @@ def run(plan: _Plan, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
 # Bound once: run() is the one function every pool task goes through.
 _Span = _span.Span
 _enter, _leave = _span.enter, _span.leave
-_thread_time, _time_ns = time.thread_time, time.time_ns
+# CPU time in whole µs, from ns: round(seconds, 6) costs ~0.4 µs a task (as text, then back)
+_thread_time, _time_ns = time.thread_time_ns, time.time_ns
 _send_encoded = _wire.send_encoded
 _describe = _arguments.describe_planned
 
