@@ -26,7 +26,6 @@ from .._otlp import encoded as _encoded
 from . import fates as _fates
 from . import rings as _rings
 
-BURST_PAUSE = 0.002
 _RING_SPAN, _RING_LINE = _fmt.SPAN, _fmt.LINE
 _ENCODED_HEX, _ENCODED_TAIL = len(ENCODED_START), len(ENCODED_END)
 # The longest line a process may send (a record): a process span with 128 log events of
@@ -123,11 +122,8 @@ class Collector:
                     self._tick()
                 if self._fates.waiting():
                     self._fates.tick(time.monotonic())
-                if ready:
-                    # While records flow, read them in bursts: a collector asleep in
-                    # select() has to be woken by every single send, which costs each
-                    # sender far more than the send itself.
-                    time.sleep(BURST_PAUSE)
+                if ready:  # while records flow, read them in bursts (rings.Pace.rest)
+                    time.sleep(pace.rest(self.delivered, self._waiters is not None))
                 if self._owner_pid is not None and os.getppid() != self._owner_pid:
                     self.stop(self._drain_timeout)  # the traced program is gone
                 if self._stop_at is not None and (

@@ -20,9 +20,8 @@ from .._child import span as _span
 from .._child import wire as _wire
 from .._core import config as _config
 from .._core import ids as _ids
-from .._core import names
+from .._core import names, sampling
 from .._core import onimport as _onimport
-from .._core import sampling
 from .._core.ids import SpanRef, new_id
 from . import main_span
 

@@ -66,7 +66,8 @@ def test_an_unsampled_run_exports_nothing_from_children_workers_or_tasks(
 
 AGENT_CHECK = """
     import os
-    kids = " ".join(open(f"/proc/self/task/{t}/children").read() for t in os.listdir("/proc/self/task"))
+    tasks = os.listdir("/proc/self/task")
+    kids = " ".join(open(f"/proc/self/task/{t}/children").read() for t in tasks)
     cmdlines = []
     for pid in kids.split():
         try:
