@@ -98,18 +98,18 @@ def run(
     start = _time_ns()
     span = _Span.announced_task(plan.name, plan.parent, span_id, start)
     span.ring = _send_start(f'{plan.head}{text}}},"span":"{span_id}","start":{start}}}'.encode())
-    cpu = _thread_time()  # this thread's: other threads' work is not the call's
+    cpu0 = _thread_time()  # this thread's: other threads' work is not the call's
     state = _enter(span)
     try:
         result = target(*args, **kwargs)
     except BaseException as exc:
         _leave(span, state)
-        cpu = (_thread_time() - cpu) // 1000 / 1e6
+        cpu = (_thread_time() - cpu0) // 1000 / 1e6
         status, message = _outcome.failed_status(span, exc)
         span.end(status, message, {**span.attributes, names.TASK_CPU: cpu})
         raise
     _leave(span, state)
-    cpu = (_thread_time() - cpu) // 1000 / 1e6
+    cpu = (_thread_time() - cpu0) // 1000 / 1e6
     if span.events or span.attributes:  # log events, attributes set while it ran
         span.end(_span.STATUS_UNSET, "", {**span.attributes, names.TASK_CPU: cpu})
         return result

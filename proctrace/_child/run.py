@@ -237,7 +237,7 @@ def run_call(
                 return target(*args, **kwargs)
         return target(*args, **kwargs)
     status, message = _span.STATUS_UNSET, ""
-    cpu = time.thread_time_ns()  # this thread's: other threads' work is not the call's
+    cpu0 = time.thread_time_ns()  # this thread's: other threads' work is not the call's
     try:
         with _span.activate(span):
             return target(*args, **kwargs)
@@ -245,7 +245,7 @@ def run_call(
         status, message = _outcome.failed_status(span, exc)
         raise
     finally:
-        cpu = (time.thread_time_ns() - cpu) // 1000 / 1e6  # in whole µs
+        cpu = (time.thread_time_ns() - cpu0) // 1000 / 1e6  # in whole µs
         span.end(status, message, {names.TASK_CPU: cpu} if span.sampled else None)
 
 

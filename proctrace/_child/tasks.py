@@ -117,18 +117,18 @@ def run(plan: _Plan, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
     runs for each, so it calls little and builds little (about 5 µs here)."""
     span = _Span.for_task(plan.name, plan.trace_id, plan.parent_id)
     shown_args, shown_kwargs = _describe(plan, args, kwargs)
-    cpu = _thread_time()  # this thread's: other threads' work is not the call's
+    cpu0 = _thread_time()  # this thread's: other threads' work is not the call's
     state = _enter(span)
     try:
         result = plan.target(*args, **kwargs)
     except BaseException as exc:
         _leave(span, state)
-        cpu = (_thread_time() - cpu) // 1000 / 1e6
+        cpu = (_thread_time() - cpu0) // 1000 / 1e6
         status, message = _outcome.failed_status(span, exc)
         _end(span, plan, shown_args, shown_kwargs, status, message, cpu)
         raise
     _leave(span, state)
-    cpu = (_thread_time() - cpu) // 1000 / 1e6
+    cpu = (_thread_time() - cpu0) // 1000 / 1e6
     if span.events or span.attributes:  # log events, or a count of those dropped
         _end(span, plan, shown_args, shown_kwargs, _span.STATUS_UNSET, "", cpu)
         return result
