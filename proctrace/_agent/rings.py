@@ -61,6 +61,11 @@ class Pace:
             self.turn = min(self.SLOW, self.turn * 2)
 
 
+# The CRC-32 of a record's body is that of its kind byte and the record: the kind's part once.
+_crc32 = binascii.crc32
+_KIND_CRC = [_crc32(bytes([kind])) for kind in range(256)]
+
+
 class RingError(ValueError):
     """A descriptor that is not a ring, or a ring whose contents break the format."""
 
@@ -111,25 +116,27 @@ class Reader:
         if write < read or write - read > cap:
             self.broken = True
             return out, 1
+        unpack, header, wrap, crc32 = _fmt.FRAME.unpack_from, _fmt.HEADER, _fmt.WRAP, _crc32
         while read < write:
             off = read % cap
-            length, crc = _fmt.FRAME.unpack_from(mm, _fmt.HEADER + off)
-            if length == _fmt.WRAP:
+            length, crc = unpack(mm, header + off)
+            if length == wrap:
                 read += cap - off
                 continue
-            size = _fmt.padded(length)
+            size = (length + 15) & ~7  # _fmt.padded(length), without the call
             if length < 1 or off + size > cap or read + size > write:
                 self.broken = True
                 refused += 1
                 break
-            at = _fmt.HEADER + off + _fmt.FRAME.size
-            body = mm[at : at + length]
-            if binascii.crc32(body) != crc:
+            at = header + off + 8  # the kind byte, then the record: copied once
+            kind = mm[at]
+            record = mm[at + 1 : at + length]
+            if crc32(record, _KIND_CRC[kind]) != crc:
                 if not final:
                     break  # not all of it is visible here yet: the next turn
                 refused += 1
             else:
-                out.append((body[0], body[1:]))
+                out.append((kind, record))
             read += size
         self.read = read
         self.words[_fmt.WORD_READ] = read
