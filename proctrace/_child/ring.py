@@ -15,6 +15,10 @@ import os
 from .._core import ring as _fmt
 
 _CRC = {kind: binascii.crc32(bytes([kind])) for kind in (_fmt.LINE, _fmt.SPAN)}
+# Bound once: put() runs for every pool task.
+_crc32, _pack_into = binascii.crc32, _fmt.FRAME.pack_into
+_HEADER, _WRAP, _REFUSED, _ATTACHED_AT = _fmt.HEADER, _fmt.WRAP, _fmt.REFUSED, _fmt.OFF_ATTACHED
+_WORD_READ, _WORD_WRITE = _fmt.WORD_READ, _fmt.WORD_WRITE
 
 
 class Writer:
@@ -35,30 +39,30 @@ class Writer:
         start, before the collector has read the ring: a worker never waits for a collector
         still starting (about 0.2 s here)."""
         mm = self.mm
-        if mm[_fmt.OFF_ATTACHED] == _fmt.REFUSED:
+        if mm[_ATTACHED_AT] == _REFUSED:
             return False
         length = len(body) + 1
-        size = (_fmt.FRAME.size + length + 7) & ~7
+        size = (length + 15) & ~7  # _fmt.padded(length), without the call
         cap = self.capacity
         pos = self.pos
-        free = cap - (pos - self.words[_fmt.WORD_READ])
+        free = cap - (pos - self.words[_WORD_READ])
         if free > cap or free < 0:  # not a position the collector can have written
             return False
         off = pos % cap
         if off + size > cap:  # no room before the end: the record starts again at 0
             if cap - off + size > free:
                 return False
-            _fmt.FRAME.pack_into(mm, _fmt.HEADER + off, _fmt.WRAP, 0)
+            _pack_into(mm, _HEADER + off, _WRAP, 0)
             pos += cap - off
             off = 0
         elif size > free:
             return False
-        at = _fmt.HEADER + off
-        _fmt.FRAME.pack_into(mm, at, length, binascii.crc32(body, _CRC[kind]))
+        at = _HEADER + off
+        _pack_into(mm, at, length, _crc32(body, _CRC[kind]))
         mm[at + 8] = kind
         mm[at + 9 : at + 8 + length] = body
         pos += size
-        self.words[_fmt.WORD_WRITE] = pos  # published: after the copy
+        self.words[_WORD_WRITE] = pos  # published: after the copy
         self.pos = pos
         return True
 
