@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from .._child import forked as _forked
-from .._child import forkstart as _forkstart
 from .._child import run as _run
-from .._child import span as _span
-from .._core.names import CARRIER_ATTR
 from .._core.spec import TraceSpec
 from .._hooks import install as _hooks
-from .._hooks import registry
+from .._hooks.calls import call, call_async
 
-_current_process = multiprocessing.current_process
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -96,62 +90,6 @@ def _is_coroutine_function(fn: Any) -> bool:
     fn = getattr(fn, "__func__", fn)  # a bound method
     code = getattr(fn, "__code__", None)
     return code is not None and bool(code.co_flags & _CO_COROUTINE)
-
-
-def call(
-    target: Callable[..., Any], spec: TraceSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]
-) -> Any:
-    """The ``@traced`` wrapper's body: a process span for the process target, else a span."""
-    proc = _current_process()
-    carrier = proc.__dict__.get(CARRIER_ATTR)
-    if carrier is not None and _forkstart.KEY in carrier:
-        # A fork child whose start its starter prepared, and this its target (the first
-        # traced call takes it): the short way, as few objects touched as can be.
-        return _forked.run(proc, carrier.pop(_forkstart.KEY), target, args, kwargs)
-    carrier = _run.carrier_of(proc)
-    if _run.is_process_target(proc, carrier):
-        assert carrier is not None
-        if carrier.get("instrument") and not registry.instrumenting():
-            registry.enable_instrument()  # grandchildren and pool tasks of this child too
-        return _run.run_process(target, spec, carrier, args, kwargs)
-    if carrier is not None:
-        if not carrier.get("sampled", True) and _span.unsampled_here():
-            # A trace that is not recorded (always_off, a ratio that said no): the call runs
-            # as untraced, as run_call() would decide, without its work on every call.
-            return target(*args, **kwargs)
-        return _run.run_call(target, spec, carrier, args, kwargs)
-    from .._starter import run as _starter  # a child started before tracing began
-
-    if not _starter.is_main_program():
-        return target(*args, **kwargs)  # a child started before tracing began
-    runtime = _starter.ensure()
-    if runtime is None:
-        return target(*args, **kwargs)
-    parent = _run.current_parent() or runtime.root_ids()
-    return _run.run_call(target, spec, None, args, kwargs, parent, settings=runtime.settings)
-
-
-registry.set_traced_call(call)
-
-
-async def call_async(
-    target: Callable[..., Any], spec: TraceSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]
-) -> Any:
-    """The wrapper's body for a coroutine function: a span around the awaited work, under the
-    span current where it is awaited. Never a process span: multiprocessing does not await a
-    coroutine function given as a target (``asyncio.run()`` it from a plain one)."""
-    carrier = _run.carrier_of(multiprocessing.current_process())
-    if carrier is not None:
-        return await _run.await_call(target, spec, carrier, args, kwargs)
-    from .._starter import run as _starter
-
-    runtime = _starter.ensure() if _starter.is_main_program() else None
-    if runtime is None:  # disabled, or a child started before tracing began
-        return await target(*args, **kwargs)
-    parent = _run.current_parent() or runtime.root_ids()
-    return await _run.await_call(
-        target, spec, None, args, kwargs, parent, settings=runtime.settings
-    )
 
 
 def _prepare_main() -> None:

@@ -11,7 +11,7 @@ from types import FunctionType
 from typing import Any
 
 from .._core.spec import PLAIN, TraceSpec
-from . import registry
+from .calls import call
 from .targets import StandIn
 
 __all__ = ["Portable", "dask_own", "portable"]
@@ -21,7 +21,7 @@ _CO_COROUTINE = 0x80
 
 class Portable(StandIn):
     """A ``@traced`` function as Dask sends it to a worker: called, it is the wrapper's call
-    (``registry.traced_call()``); pickled, it is the function it wraps (pickled by
+    (``calls.call``); pickled, it is the function it wraps (pickled by
     cloudpickle once, as ``_payload``) and its ``TraceSpec``."""
 
     __slots__ = ("_payload",)
@@ -31,7 +31,7 @@ class Portable(StandIn):
         self._payload: bytes | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return registry.traced_call()(self.target, self.spec, args, kwargs)
+        return call(self.target, self.spec, args, kwargs)
 
     def __repr__(self) -> str:  # Dask names a task's function in its logs and errors
         return f"<traced {self.target!r}>"

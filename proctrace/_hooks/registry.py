@@ -44,21 +44,6 @@ def set_installer(installer: Callable[[], None]) -> None:
     _installer = installer
 
 
-# The @traced wrapper's body, ``call(target, spec, args, kwargs)``: set by the decorator's
-# module, for a traced function that travels without its wrapper (``dask.Portable``).
-_traced_call: Callable[..., Any] | None = None
-
-
-def set_traced_call(call: Callable[..., Any]) -> None:
-    global _traced_call
-    _traced_call = call
-
-
-def traced_call() -> Callable[..., Any]:
-    assert _traced_call is not None, "proctrace._api is imported with the package"
-    return _traced_call
-
-
 def enable_instrument() -> None:
     """Trace undecorated targets and tasks too, with every hook installed."""
     set_instrumenting(True)
