@@ -216,7 +216,12 @@ def _preload_in_fork_server(forkserver: Any) -> None:
     try:
         server = forkserver._forkserver
         if getattr(server, "_forkserver_pid", 0) is None:  # not started yet
-            wanted = ["proctrace._child.run", "resource"]
+            # What a child unpickles and runs: its target's stand-in and the wrapper's body
+            # (with the child side they import), the decorator its main module imports.
+            wanted = [
+                "proctrace._hooks.calls", "proctrace._api.decorator", "proctrace._child.run",
+                "resource",
+            ]
             modules = list(getattr(server, "_preload_modules", ["__main__"]))
             server.set_forkserver_preload(modules + [m for m in wanted if m not in modules])
     except AttributeError:  # pragma: no cover - a multiprocessing without these
