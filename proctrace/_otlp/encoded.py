@@ -89,17 +89,13 @@ def check_many(messages: list[bytes]) -> tuple[list[EncodedSpan], int]:
 
 
 _ZERO_TRACE = bytes(16)
-# The tag and length of field 2 for a message of n < 16384 bytes (a span is a few hundred).
-_FIELD2 = [
-    b"\x12" + (bytes([n]) if n < 128 else bytes([(n & 0x7F) | 0x80, n >> 7])) for n in range(16384)
-]
-
-
 def _field2(message: bytes) -> bytes:
     """``message`` as field 2 (``ScopeSpans.spans``) of a message."""
     n = len(message)
-    if n < 16384:
-        return _FIELD2[n] + message
+    if n < 128:
+        return b"\x12%c%s" % (n, message)
+    if n < 16384:  # a span, most often: its length in two bytes
+        return b"\x12%c%c%s" % ((n & 0x7F) | 0x80, n >> 7, message)
     length = bytearray()
     while n > 0x7F:
         length.append((n & 0x7F) | 0x80)

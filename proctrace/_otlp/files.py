@@ -19,7 +19,6 @@ import json
 import os
 import re
 import stat
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO
@@ -81,6 +80,8 @@ def fallback_directories(env: Mapping[str, str] | None = None) -> list[str]:
     home = env.get("HOME") or os.path.expanduser("~")
     if home and os.path.isabs(home):
         places.append(os.path.join(home, ".local", "state", "proctrace"))
+    import tempfile  # here: with shutil, random, bz2 and lzma, ~15 ms of the agent's start
+
     places.append(os.path.join(tempfile.gettempdir(), f"proctrace-{os.geteuid()}"))
     return list(dict.fromkeys(places))
 

@@ -11,14 +11,14 @@ open between sends, and serializes concurrent ``send`` calls.
 
 from __future__ import annotations
 
-import gzip
-import http.client
 import socket
-import ssl
 import threading
 import time
-import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import http.client
+    import ssl
 
 from .options import PROTOCOLS, TransportOptions, _Endpoint, options_from_env
 
@@ -267,6 +267,8 @@ class Transport:
 
     def _send_http(self, request: bytes, remaining: float) -> None:
         """One POST; reconnects once, at once, if a kept-alive connection turns out closed."""
+        import http.client  # HTTP only: the agent exporting over gRPC never loads it
+
         body, headers = self._http_request(request)
         reused = self._connection is not None and self._connection.sock is not None
         try:
@@ -302,9 +304,13 @@ class Transport:
         headers.pop("content-length", None)
         body = request
         if self.options.compression == "gzip":
+            import gzip
+
             body = gzip.compress(request, compresslevel=6, mtime=0)
             headers["content-encoding"] = "gzip"
         elif self.options.compression == "deflate":
+            import zlib
+
             body = zlib.compress(request)
             headers["content-encoding"] = "deflate"
         return body, headers
@@ -334,6 +340,9 @@ class Transport:
 
     def _open_http(self) -> http.client.HTTPConnection:
         """A connection object (it connects on first use), TLS set up for https."""
+        import http.client
+        import ssl
+
         endpoint = self._endpoint
         if endpoint.scheme != "https":
             return http.client.HTTPConnection(endpoint.host, endpoint.port)
@@ -354,6 +363,9 @@ class Transport:
 
     def _http_failure(self, exc: BaseException) -> TransportError:
         """A TransportError for an exception raised while connecting or exchanging."""
+        import http.client
+        import ssl
+
         if isinstance(exc, ssl.SSLCertVerificationError):
             why = f"TLS: certificate verify failed: {exc.verify_message}"
             return TransportError(why, retryable=False)
