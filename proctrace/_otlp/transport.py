@@ -268,7 +268,6 @@ class Transport:
     def _send_http(self, request: bytes, remaining: float) -> None:
         """One POST; reconnects once, at once, if a kept-alive connection turns out closed."""
         import http.client  # HTTP only: the agent exporting over gRPC never loads it
-
         body, headers = self._http_request(request)
         reused = self._connection is not None and self._connection.sock is not None
         try:
@@ -305,12 +304,10 @@ class Transport:
         body = request
         if self.options.compression == "gzip":
             import gzip
-
             body = gzip.compress(request, compresslevel=6, mtime=0)
             headers["content-encoding"] = "gzip"
         elif self.options.compression == "deflate":
             import zlib
-
             body = zlib.compress(request)
             headers["content-encoding"] = "deflate"
         return body, headers
@@ -342,7 +339,6 @@ class Transport:
         """A connection object (it connects on first use), TLS set up for https."""
         import http.client
         import ssl
-
         endpoint = self._endpoint
         if endpoint.scheme != "https":
             return http.client.HTTPConnection(endpoint.host, endpoint.port)
@@ -365,7 +361,6 @@ class Transport:
         """A TransportError for an exception raised while connecting or exchanging."""
         import http.client
         import ssl
-
         if isinstance(exc, ssl.SSLCertVerificationError):
             why = f"TLS: certificate verify failed: {exc.verify_message}"
             return TransportError(why, retryable=False)
