@@ -10,12 +10,12 @@ from the traced program's cores.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+import typing as _typing
 
 from ._core import VERSION as __version__
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from ._api.decorator import traced
     from ._api.functions import (
         configure,
@@ -56,14 +56,14 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module 'proctrace' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
+    value = getattr(_importlib.import_module(module, __name__), name)
     globals()[name] = value  # once: later lookups find it here
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted(__all__)
