@@ -28,15 +28,21 @@ _lock = _thread.RLock()
 _sock: _socket.socket | None = None
 _path: str | None = None
 _warned = False
+# Set once the collector is found gone (refused, reset, not there): the agent never comes
+# back within a run, and trying again for every record cost a pool worker ~100 µs a task
+# (a socket, a connect, a ring made and thrown away) after its agent died.
+_gone = False
 _SEND_TIMEOUT = 5.0
+# What a collector that is gone answers; a send that timed out (EAGAIN) is not one of them.
+_GONE_ERRORS = (ConnectionRefusedError, ConnectionResetError, BrokenPipeError, FileNotFoundError)
 
 
 def set_address(path: str) -> None:
     """Point this process at the collector listening on ``path``."""
-    global _path
+    global _path, _gone
     if path != _path:
         close()
-        _path = path
+        _path, _gone = path, False
 
 
 def address() -> str | None:
@@ -103,9 +109,13 @@ def open_for_child(path: str, line: bytes) -> _socket.socket | None:
     """A connection a fork child is about to inherit, its first record (``line``) already
     sent (the starter does this before the fork: see ``forkstart``); None if the collector
     is gone."""
+    global _gone
+    if _gone and path == _path:
+        return None
     try:
         sock = _open(path)
-    except OSError:
+    except OSError as exc:
+        _gone = path == _path and isinstance(exc, _GONE_ERRORS)
         return None
     try:
         sock.sendall(line)
@@ -118,8 +128,8 @@ def open_for_child(path: str, line: bytes) -> _socket.socket | None:
 def adopt(path: str, sock: _socket.socket) -> None:
     """In a fork child, before its target runs: make the connection its starter opened for
     it this process's own (the parent's copy was closed at the fork)."""
-    global _path, _sock
-    _path, _sock = path, sock
+    global _path, _sock, _gone
+    _path, _sock, _gone = path, sock, False
 
 
 def send(record: Mapping[str, Any]) -> bool:
@@ -189,7 +199,7 @@ def _start_ring() -> None:
     """Make this process's ring and hand it to the collector (with the lock held)."""
     global _ring, _ring_tried
     _ring_tried = True
-    if _path is None:
+    if _path is None or _gone:
         return
     writer = _ringwriter.create()
     if writer is None:
@@ -200,29 +210,38 @@ def _start_ring() -> None:
             [b'{"k":"ring"}\n'],
             [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", writer.fd))],
         )
-    except OSError:
+    except OSError as exc:
         writer.close()
+        _drop()
+        _unreachable(exc)
         return
     writer.give_fd()
     _ring = writer
 
 
 def _send(line: bytes) -> bool:
-    global _warned
-    if _path is None:
+    if _path is None or _gone:
         return False
     try:
         (_sock or _connect()).sendall(line)
         return True
     except OSError as exc:
         _drop()
-        if not _warned:
-            _warned = True
-            sys.stderr.write(
-                f"proctrace: pid {os.getpid()} cannot reach the trace collector "
-                f"({exc.__class__.__name__}: {exc}); its spans are lost\n"
-            )
+        _unreachable(exc)
         return False
+
+
+def _unreachable(exc: OSError) -> None:
+    """The collector could not be reached: said once per process; given up on for good when
+    it is gone (``_GONE_ERRORS``), tried again with the next record when it only timed out."""
+    global _warned, _gone
+    _gone = isinstance(exc, _GONE_ERRORS)
+    if not _warned:
+        _warned = True
+        sys.stderr.write(
+            f"proctrace: pid {os.getpid()} cannot reach the trace collector "
+            f"({exc.__class__.__name__}: {exc}); its spans are lost\n"
+        )
 
 
 def _drop() -> None:
@@ -253,12 +272,12 @@ def close() -> None:
 def _after_fork_in_child() -> None:
     # The inherited socket belongs to the parent: close our copy (without
     # shutdown(), which would end the parent's stream too) and start afresh.
-    global _warned, _defaults, _ring, _ring_tried
+    global _warned, _defaults, _ring, _ring_tried, _gone
     _lock._at_fork_reinit()  # type: ignore[attr-defined]  # held by another thread?
     if _ring is not None:
         _ring = None  # the parent's to write: a child makes its own
         _ring_tried = False
-    _warned = False
+    _warned = _gone = False  # a child tries once, and says so itself
     _defaults = None
     _close_socket()
 

@@ -120,3 +120,57 @@ def test_with_no_backend_every_task_span_is_in_the_trace_file(run_script, tmp_pa
     steps = sorted(int(a["arrayValue"]["values"][0]["stringValue"]) for a in args)
     assert steps == list(range(tasks))
     assert len(spans) == tasks + 3  # and the main span, the two workers'
+
+
+AGENT_KILLED = """
+import multiprocessing, os, signal, sys, time
+from proctrace import traced
+
+@traced
+def f(x):
+    return x
+
+def agent():
+    for task in os.listdir("/proc/self/task"):
+        for pid in open(f"/proc/self/task/{task}/children").read().split():
+            try:
+                if b"proctrace._agent" in open(f"/proc/{pid}/cmdline", "rb").read():
+                    return int(pid)
+            except OSError:
+                pass
+
+def watch(log):
+    # Every connection a worker makes to the collector, a line in ``log``.
+    def hook(event, args):
+        if event == "socket.connect" and str(args[1]).endswith("collector.sock"):
+            with open(log, "a") as out:
+                out.write(f"{os.getpid()}\\n")
+    sys.addaudithook(hook)
+
+if __name__ == "__main__":
+    log = os.path.abspath("connects.log")
+    open(log, "w").close()
+    with multiprocessing.get_context("fork").Pool(2, initializer=watch, initargs=(log,)) as pool:
+        pool.map(f, range(200), chunksize=1)
+        os.kill(agent(), signal.SIGKILL)
+        time.sleep(0.2)
+        before = len(open(log).read().split())
+        # 20,000 tasks: ~7 rings' worth per worker, so each fills its ring, then sends
+        print("sum", sum(pool.map(f, range(20_000), chunksize=1)), flush=True)
+    print("connects after the kill", len(open(log).read().split()) - before)
+"""
+
+
+@pytest.mark.slow  # 4-9 s: 20,200 pool tasks
+def test_a_killed_agent_costs_each_process_one_try_and_one_line(run_script, receiver):
+    """The agent SIGKILLed under a running pool: the program finishes with every result, each
+    worker says once that its spans are lost, and tries to reach the agent once, not again
+    for every task (a socket, a connect and a ring each time cost ~100 µs a task)."""
+    run = run_script(AGENT_KILLED, env=receiver.env(), timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "sum 199990000" in run.stdout
+    lost = [line for line in run.stderr.splitlines() if "cannot reach the trace collector" in line]
+    pids = [line.split("pid ")[1].split()[0] for line in lost]
+    assert len(pids) == len(set(pids)) and 1 <= len(pids) <= 3, lost  # 2 workers, the main
+    connects = int(run.stdout.split("connects after the kill")[1])
+    assert connects <= 2, connects  # one per worker at most
