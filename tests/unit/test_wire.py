@@ -15,6 +15,7 @@ def fresh_wire(monkeypatch):
     """wire's module state, put back afterwards; every connection attempt counted."""
     saved = (wire._path, wire._gone, wire._warned, wire._ring_tried, wire._defaults)
     wire.close()
+    wire._defaults = None  # shared attributes another test's process set: not this one's
     attempts: list[str] = []
     real_open = wire._open
 
