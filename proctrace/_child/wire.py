@@ -212,8 +212,9 @@ def _start_ring() -> None:
         )
     except OSError as exc:
         writer.close()
-        _drop()
-        _unreachable(exc)
+        if isinstance(exc, _GONE_ERRORS):  # else the records go over the socket, as before
+            _drop()
+            _unreachable(exc)
         return
     writer.give_fd()
     _ring = writer
