@@ -55,7 +55,6 @@ def call(
     return _run.run_call(target, spec, None, args, kwargs, parent, settings=runtime.settings)
 
 
-
 async def call_async(
     target: Callable[..., Any], spec: TraceSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]
 ) -> Any:
