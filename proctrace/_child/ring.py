@@ -14,7 +14,7 @@ import os
 
 from .._core import ring as _fmt
 
-_CRC = {kind: binascii.crc32(bytes([kind])) for kind in (_fmt.LINE, _fmt.SPAN)}
+_CRC = _fmt.KIND_CRC
 # Bound once: put() runs for every pool task.
 _crc32, _pack_into = binascii.crc32, _fmt.FRAME.pack_into
 _HEADER, _WRAP, _REFUSED, _ATTACHED_AT = _fmt.HEADER, _fmt.WRAP, _fmt.REFUSED, _fmt.OFF_ATTACHED

@@ -31,6 +31,7 @@ the other side reads them while they change, and must never see half of a new va
 
 from __future__ import annotations
 
+import binascii
 import struct
 
 MAGIC = b"PTRING\x00\x01"
@@ -45,6 +46,11 @@ WRAP = 0xFFFFFFFF
 # The kinds of body: a wire line (a record as the socket would carry it, without its
 # newline) or an OTLP Span message (a pool task's span, binary: no hex, no JSON).
 LINE, SPAN = 1, 2
+
+
+# A record's CRC-32 is that of its body (its kind byte, then the record): the kind's part,
+# worked out once, seeds ``binascii.crc32(record, KIND_CRC[kind])`` on both sides.
+KIND_CRC = [binascii.crc32(bytes([kind])) for kind in range(256)]
 
 
 def padded(length: int) -> int:

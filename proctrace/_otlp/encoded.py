@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .._core.records import EncodedSpan, Event, Finished, Link, SpanData
+from .protobuf import _ld  # a length-delimited field: ScopeSpans.spans is field 2
 
 _Span: Any = None
 _ScopeSpans: Any = None
@@ -61,7 +62,7 @@ def check_many(messages: list[bytes]) -> tuple[list[EncodedSpan], int]:
     if not messages:
         return [], 0
     try:
-        _scope_spans_type().FromString(b"".join([_field2(m) for m in messages]))
+        _scope_spans_type().FromString(b"".join([_ld(b"\x12", m) for m in messages]))
     except Exception:  # one of them is not a span: each on its own, to find which
         each = [span for span in map(check_bytes, messages) if span is not None]
         return each, len(messages) - len(each)
@@ -89,19 +90,6 @@ def check_many(messages: list[bytes]) -> tuple[list[EncodedSpan], int]:
 
 
 _ZERO_TRACE = bytes(16)
-def _field2(message: bytes) -> bytes:
-    """``message`` as field 2 (``ScopeSpans.spans``) of a message."""
-    n = len(message)
-    if n < 128:
-        return b"\x12%c%s" % (n, message)
-    if n < 16384:  # a span, most often: its length in two bytes
-        return b"\x12%c%c%s" % ((n & 0x7F) | 0x80, n >> 7, message)
-    length = bytearray()
-    while n > 0x7F:
-        length.append((n & 0x7F) | 0x80)
-        n >>= 7
-    length.append(n)
-    return b"\x12" + bytes(length) + message
 
 
 def check_bytes(data: bytes) -> EncodedSpan | None:
