@@ -129,3 +129,23 @@ def test_the_collector_reads_rings_less_often_while_they_are_quiet():
     assert pace.turn == Pace.FAST
     pace.took(Pace.QUIET - 1)
     assert pace.turn == 2 * Pace.FAST
+
+
+def test_the_collector_pauses_longer_between_turns_that_bring_few_spans():
+    """Fork children a few ms apart send a few records each, over several turns: the pause
+    after a turn doubles up to BURST_QUIET while turns bring fewer than FEW spans, is BURST
+    again as soon as spans flow, and is always BURST in the program's own process."""
+    from proctrace._agent.rings import Pace
+
+    pace = Pace()
+    delivered = 0
+    pauses = []
+    for _ in range(6):
+        delivered += 1
+        pauses.append(pace.rest(delivered, in_process=False))
+    assert pauses == [0.004, 0.008, 0.01, 0.01, 0.01, 0.01]
+    delivered += Pace.FEW
+    assert pace.rest(delivered, in_process=False) == Pace.BURST
+    for _ in range(3):
+        delivered += 1
+        assert pace.rest(delivered, in_process=True) == Pace.BURST
