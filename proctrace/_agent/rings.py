@@ -44,8 +44,8 @@ class Pace:
         collector asleep in select() is woken by every single send, which costs each sender
         far more than the send. BURST while spans come fast; doubling up to BURST_QUIET
         while turns bring fewer than FEW (fork children a few ms apart, whose few records
-        came over 4-5 turns each: agent CPU per child 0.63-0.77 ms always at BURST, 0.33
-        with this). Never more than BURST in the program's own process, whose join() waits
+        come at several moments of their lives: agent CPU per child 0.63-0.77 ms always at
+        BURST, 0.33 with this). Never more than BURST in the program's own process, whose join() waits
         for its spans."""
         came, self.delivered = delivered - self.delivered, delivered
         if in_process or came >= self.FEW:
