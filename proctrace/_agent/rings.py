@@ -45,8 +45,8 @@ class Pace:
         far more than the send. BURST while spans come fast; doubling up to BURST_QUIET
         while turns bring fewer than FEW (fork children a few ms apart, whose few records
         come at several moments of their lives: agent CPU per child 0.63-0.77 ms always at
-        BURST, 0.33 with this). Never more than BURST in the program's own process, whose join() waits
-        for its spans."""
+        BURST, 0.33 with this). Never more than BURST in the program's own process, whose
+        join() waits for its spans."""
         came, self.delivered = delivered - self.delivered, delivered
         if in_process or came >= self.FEW:
             self.pause = self.BURST
