@@ -40,7 +40,7 @@ from . import wire as _wire
 
 # The attributes of a fork child's "process started" event while its template holds them.
 PENDING: dict[str, Any] = {}
-KEY = "fork"  # the carrier key of a Prepared (fork only: a fork carrier is never pickled)
+KEY = names.FORK_PREPARED  # the carrier key of a Prepared (a fork carrier is never pickled)
 # The connections prepared and not yet let go of, by the thread that prepared them: a fork
 # child closes those of other threads' children, or it would hold them open (the collector
 # reads a connection's end as its process's end).

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._core import arguments as _arguments
 from .._core import config as _config
@@ -23,9 +23,6 @@ from .._core import ids as _ids
 from .._core import names
 from .._core.ids import SpanRef, parse_traceparent
 from .._core.spec import TraceSpec, function_name, span_name
-from . import forked as _forked
-from . import forkplan as _forkplan
-from . import forkstart as _forkstart
 from . import lines as _lines
 from . import logs as _logs
 from . import outcome as _outcome
@@ -33,6 +30,11 @@ from . import span as _span
 from . import usage as _usage
 from . import wire as _wire
 from .follow import follow_program
+
+if TYPE_CHECKING:
+    from . import forkplan as _forkplan
+
+_modules = sys.modules
 
 _settings_cache: tuple[int, _config.Settings] | None = None
 
@@ -65,6 +67,12 @@ def prepare_fork(
     """Do in the starter what every fork child would otherwise do again: decode the
     settings, build the log chain, and prepare the child's start (``forkstart``). Returns
     the plan the child was prepared from, for the children like it (``forkstart.prepare``)."""
+    # The fork path's modules, loaded by the starter (a spawn or forkserver child never
+    # needs them); ``forked`` too, so that the children find it loaded.
+    from . import forked  # noqa: F401
+    from . import forkplan as _forkplan
+    from . import forkstart as _forkstart
+
     settings = carrier_settings(carrier)
     if "structlog" in sys.modules:  # else children will not load it either
         _logs.prepare(settings.log_format)
@@ -283,9 +291,10 @@ def run_process(
 ) -> Any:
     """The child's own span around its target, with its start and end logs."""
     proc = multiprocessing.current_process()
-    prepared = carrier.pop(_forkstart.KEY, None)
-    if prepared is not None:  # a fork child: its start was done by its starter
-        return _forked.run(proc, prepared, target, args, kwargs)
+    prepared = carrier.pop(names.FORK_PREPARED, None)
+    if prepared is not None:  # a fork child: its start was done by its starter (which
+        # loaded the module that runs it: see prepare_fork)
+        return _modules[names.FORKED_MODULE].run(proc, prepared, target, args, kwargs)
     setattr(proc, names.ENTERED_ATTR, True)
     settings = carrier_settings(carrier)
     parent = parse_traceparent(carrier["traceparent"])

@@ -16,11 +16,13 @@ import os
 import struct
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._core import ring as _fmt
 from .._core.records import ENCODED_END, ENCODED_START
-from . import ring as _ringwriter
+
+if TYPE_CHECKING:
+    from .ring import Writer
 
 # One encoder for every record: json.dumps() with options builds a new one each call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
@@ -191,7 +193,7 @@ def send_task_line(line: bytes) -> bool:
 
 
 _SPAN, _LINE = _fmt.SPAN, _fmt.LINE
-_ring: _ringwriter.Writer | None = None
+_ring: Writer | None = None
 _ring_tried = False  # for this connection
 
 
@@ -201,7 +203,9 @@ def _start_ring() -> None:
     _ring_tried = True
     if _path is None or _gone:
         return
-    writer = _ringwriter.create()
+    from . import ring  # with mmap: only in processes that run pool or Dask tasks
+
+    writer = ring.create()
     if writer is None:
         return
     try:

@@ -36,5 +36,9 @@ TASK_CPU = "proctrace.task.cpu_s"  # a call's (a pool task's) own CPU time, on i
 CARRIER_ATTR = "_proctrace_carrier"  # the carrier, captured at start()
 ENTERED_ATTR = "_proctrace_entered"  # set once the child's process span is open
 POOL_PARENT_ATTR = "_proctrace_pool_parent"  # a pool worker's traceparent
+# The carrier key of a fork child's start prepared by its starter (``_child.forkstart``),
+# and the module that runs such a child: only processes that start fork children load it.
+FORK_PREPARED = "fork"
+FORKED_MODULE = "proctrace._child.forked"
 
 SCOPE = "proctrace"  # the instrumentation scope of proctrace's own spans

@@ -8,18 +8,18 @@ have imported the decorator.
 from __future__ import annotations
 
 import multiprocessing
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._child import forked as _forked
-from .._child import forkstart as _forkstart
 from .._child import run as _run
 from .._child import span as _span
-from .._core.names import CARRIER_ATTR
+from .._core.names import CARRIER_ATTR, FORK_PREPARED, FORKED_MODULE
 from .._core.spec import TraceSpec
 from . import registry
 
 _current_process = multiprocessing.current_process
+_modules = sys.modules
 
 
 def call(
@@ -28,10 +28,12 @@ def call(
     """The ``@traced`` wrapper's body: a process span for the process target, else a span."""
     proc = _current_process()
     carrier = proc.__dict__.get(CARRIER_ATTR)
-    if carrier is not None and _forkstart.KEY in carrier:
+    if carrier is not None and FORK_PREPARED in carrier:
         # A fork child whose start its starter prepared, and this its target (the first
-        # traced call takes it): the short way, as few objects touched as can be.
-        return _forked.run(proc, carrier.pop(_forkstart.KEY), target, args, kwargs)
+        # traced call takes it): the short way, as few objects touched as can be. Its
+        # starter loaded the module (``_child.run.prepare_fork``); a spawn child never does.
+        forked = _modules[FORKED_MODULE]
+        return forked.run(proc, carrier.pop(FORK_PREPARED), target, args, kwargs)
     carrier = _run.carrier_of(proc)
     if _run.is_process_target(proc, carrier):
         assert carrier is not None

@@ -65,10 +65,16 @@ def install() -> None:
     if _active:
         return
     _active = True
-    onimport.when_imported(_CLIENT, _patch_client)
-    onimport.when_imported(_WORKER, _patch_worker)
-    onimport.when_imported(_PROCESS, _patch_process)
-    onimport.when_imported(_SCHEDULER, _patch_scheduler)
+    for name in PATCHED:
+        onimport.when_imported(name, patch_imported)
+
+
+def patch_imported(module: ModuleType) -> None:
+    """Patch ``module`` (one of ``PATCHED``), which the program has just imported: the hooks
+    are on (``_hooks.install`` loads this module only then)."""
+    global _active
+    _active = True
+    _PATCHES[module.__name__](module)
 
 
 def uninstall() -> None:
@@ -279,3 +285,13 @@ def teardown_worker(worker: Any) -> None:
     span, _worker_span = _worker_span, None
     if span is not None:
         span.end(_span.STATUS_UNSET)
+
+
+# The modules of distributed this hook patches, and how (``_hooks.install`` waits for these).
+_PATCHES = {
+    _CLIENT: _patch_client,
+    _WORKER: _patch_worker,
+    _PROCESS: _patch_process,
+    _SCHEDULER: _patch_scheduler,
+}
+PATCHED = tuple(_PATCHES)

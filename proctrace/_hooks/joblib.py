@@ -15,7 +15,8 @@ which makes them pool workers: a span each, named after loky's worker loop, argu
 recorded. When loky kills its own workers on shutdown (joblib aborting a call after an
 exception), that is reported as the pool stopping its worker, not as a failure.
 
-Nothing here imports joblib: the hook is installed when the program imports it.
+Nothing here imports joblib, and nothing loads this module before the program imports joblib
+(``_hooks.install`` waits for it).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from types import ModuleType
 from typing import Any
 
 from .._child import span as _span
-from .._core import onimport
 from .._core.ids import traceparent
 from .._core.spec import spec_of
 from . import pools, registry
@@ -39,14 +39,12 @@ _CALLER_ATTR = "_proctrace_caller"
 _active = False
 
 
-def install() -> None:
-    """Patch joblib and loky once the program imports them; idempotent."""
+def patch_imported(module: ModuleType) -> None:
+    """Patch ``module`` (one of ``PATCHED``), which the program has just imported: the hooks
+    are on (``_hooks.install`` loads this module only then)."""
     global _active
-    if _active:
-        return
     _active = True
-    onimport.when_imported(_PARALLEL, _patch_parallel)
-    onimport.when_imported(_LOKY, _patch_loky)
+    _PATCHES[module.__name__](module)
 
 
 def uninstall() -> None:
@@ -173,3 +171,8 @@ def _patch_loky(module: ModuleType) -> None:
     _patch(executor, "_adjust_process_count", adjust)
     if hasattr(manager, "kill_workers"):
         _patch(manager, "kill_workers", kill)
+
+
+# The modules this hook patches, and how (``_hooks.install`` waits for these).
+_PATCHES = {_PARALLEL: _patch_parallel, _LOKY: _patch_loky}
+PATCHED = tuple(_PATCHES)

@@ -25,7 +25,7 @@ from .._core import names, onimport
 from .._core.ids import traceparent
 from .._core.spec import spec_of
 from . import registry
-from .targets import Task
+from .targets import Task, load_tasks
 
 # Set while an executor starts a worker: the executor's creation span.
 _spawning_parent: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -134,6 +134,7 @@ def _patch_pool(module: ModuleType) -> None:
             if not _is_thread_pool(self):
                 # The class's own Process (a subclass may override it), stamped.
                 self.Process = functools.partial(_stamped_process, _here(), type(self).Process)
+                load_tasks()  # before the workers fork: they find it loaded
             original(self, *args, **kwargs)
 
         return __init__
@@ -151,6 +152,7 @@ def _patch_executor(module: ModuleType) -> None:
     def executor_init(original: Any) -> Any:
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
             self._proctrace_parent = _here()
+            load_tasks()  # before the workers fork: they find it loaded
             original(self, *args, **kwargs)
 
         return __init__

@@ -18,7 +18,6 @@ from typing import Any
 
 from .._child import run as _run
 from .._child import span as _span
-from .._child import tasks as _tasks
 from .._core.ids import SpanRef, parse_traceparent
 from .._core.spec import PLAIN, TraceSpec, resolve, spec_of
 from . import registry
@@ -99,10 +98,11 @@ class Task:
         self.traceparent = traceparent
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        tasks = _tasks or load_tasks()
         if type(self.fn) is FunctionType:
-            plan = _tasks.find(self.fn, self.traceparent)
+            plan = tasks.find(self.fn, self.traceparent)
             if plan is not None:  # an earlier task alike in this worker worked it all out
-                return _tasks.run(plan, args, kwargs)
+                return tasks.run(plan, args, kwargs)
         ids = _parents.get(self.traceparent)
         if ids is None:
             ids = parse_traceparent(self.traceparent)
@@ -124,10 +124,24 @@ class Task:
         if isinstance(getattr(target, "__proctrace__", None), TraceSpec):
             target = getattr(target, "__wrapped__", target)  # the @traced wrapper's function
         carrier = _run.carrier_of(multiprocessing.current_process())
-        return _tasks.run_task(target, spec, carrier, args, kwargs, ids, key)
+        return tasks.run_task(target, spec, carrier, args, kwargs, ids, key)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Task, (self.fn, self.traceparent))
+
+
+# ``_child.tasks``, loaded where tasks run (a child that only runs its target never needs it)
+# and by a pool's starter before its workers fork (``pools``), so that they find it loaded.
+_tasks: Any = None
+
+
+def load_tasks() -> Any:
+    """``_child.tasks``, loaded."""
+    global _tasks
+    from .._child import tasks
+
+    _tasks = tasks
+    return tasks
 
 
 # Parsed traceparents: the tasks of one submission share one.

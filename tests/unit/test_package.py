@@ -54,3 +54,15 @@ def test_the_agent_loads_neither_the_child_side_nor_the_hooks_nor_the_api():
 def test_star_import_and_the_first_use_load_the_api():
     loaded = _loaded_after("from proctrace import *\nassert callable(traced)")
     assert "proctrace._api.decorator" in loaded and "proctrace._hooks.calls" in loaded
+
+
+def test_the_engine_hooks_wait_for_every_module_they_patch():
+    """``_hooks.install`` loads the joblib and Dask hooks when the program imports a module
+    one of them patches: its table names each such module, and only those."""
+    from proctrace._hooks import dask as dask_hook
+    from proctrace._hooks import install
+    from proctrace._hooks import joblib as joblib_hook
+
+    waited = {h: {m for m, e in install.ENGINES.items() if e == h} for h in ("dask", "joblib")}
+    assert waited == {"dask": set(dask_hook.PATCHED), "joblib": set(joblib_hook.PATCHED)}
+    assert set(install.ENGINES.values()) == {"dask", "joblib"}
