@@ -22,6 +22,7 @@ from .._child import forkstart as _forkstart
 from .._child import run as _child_run
 from .._child import span as _span
 from .._child import wire as _wire
+from .._core import ids as _ids
 from .._core import names
 from .._core.ids import SpanRef, new_id, parse_traceparent, traceparent
 from .._core.spec import TraceSpec, function_name, function_of, resolve, span_name, spec_of
@@ -49,11 +50,20 @@ def start_method_of(proc: Any) -> str:
 
 
 def fallback_parent() -> SpanRef | None:
-    """Where a process nests when no span is current: the parent this process was started
-    under (in a child), or the run's main-process span (in the main program)."""
+    """Where a process nests when no span is current (a thread of the program's own, say):
+    this child's process span while it is open, else the parent it was started under (in a
+    child), or the run's main-process span (in the main program)."""
     here = inherited()
     if here is not None:
-        return parse_traceparent(here["traceparent"])
+        started_under = parse_traceparent(here["traceparent"])
+        own = here.get("span")
+        if (
+            started_under is not None
+            and isinstance(own, str)
+            and getattr(multiprocessing.current_process(), names.ENTERED_ATTR, False)
+        ):
+            return SpanRef(started_under.trace_id, own, started_under.sampled)
+        return started_under
     runtime = _run.ensure()
     return runtime.root_ids() if runtime is not None else None
 
@@ -68,12 +78,15 @@ class _Route:
     """What every fork child of one ``@traced`` function started under one span here shares:
     its carrier but for the span's id and start, and the plan its start is prepared from."""
 
-    __slots__ = ("carrier", "plan", "runtime")
+    __slots__ = ("carrier", "pid", "plan", "runtime")
 
     def __init__(self, carrier: dict[str, Any], plan: _forkplan.Plan, runtime: object) -> None:
         self.carrier = carrier
         self.plan = plan
         self.runtime = runtime
+        # A fork child inherits the routes: they are its starter's, whose fallback parent
+        # (``fallback_parent``) is not the child's.
+        self.pid = _ids.pid()
 
 
 # Routes by (target, what is current here, instrumenting): a program that starts many
@@ -94,6 +107,7 @@ def _routed(proc: Any, instrumenting: bool) -> dict[str, Any] | None:
     route = _routes.get((target, _span.current_key(), instrumenting))
     if (
         route is None
+        or route.pid != _ids.pid()
         or route.runtime is not _run.runtime_here()
         or start_method_of(proc) != "fork"
     ):

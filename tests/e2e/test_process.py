@@ -114,6 +114,45 @@ def test_grandchildren_nest_under_their_parent_child(run_script, receiver, metho
         assert leaf.attributes["proctrace.starter.pid"] == middle.attributes["process.pid"]
 
 
+FROM_A_THREAD = """
+import multiprocessing, sys, threading
+from proctrace import traced
+
+@traced
+def leaf(i):
+    return i
+
+@traced
+def middle(method):
+    ctx = multiprocessing.get_context(method)
+    def start(i):  # a thread of the child's own: no span is current in it
+        p = ctx.Process(target=leaf, args=(i,))
+        p.start(); p.join()
+    for i in range(2):  # twice: the second start takes the first one's prepared route
+        t = threading.Thread(target=start, args=(i,))
+        t.start(); t.join()
+
+if __name__ == "__main__":
+    p = multiprocessing.get_context(sys.argv[1]).Process(target=middle, args=(sys.argv[1],))
+    p.start(); p.join()
+"""
+
+
+def test_a_child_that_starts_processes_from_a_thread_is_still_their_parent(
+    run_script, receiver, method
+):
+    """No span is current in a thread the child started (as in a Dask cluster made in a
+    child): the processes it starts nest under the child's span, not the main one."""
+    run = run_script(FROM_A_THREAD, method, env=receiver.env())
+    assert run.returncode == 0, run.stderr
+    spans = by_name(settle(receiver, 4))
+    middle = spans["middle"][0]
+    assert middle.parent_span_id == spans["prog"][0].span_id
+    assert len(spans["leaf"]) == 2
+    for leaf in spans["leaf"]:
+        assert leaf.parent_span_id == middle.span_id, (leaf.parent_span_id, middle.span_id)
+
+
 FAILING = """
 import multiprocessing, sys
 from proctrace import traced
