@@ -92,6 +92,7 @@ class _Route:
 # Routes by (target, what is current here, instrumenting): a program that starts many
 # children of one function from one place finds its way at once (see ``_routed``).
 _routes: dict[tuple[Any, Any, bool], _Route] = {}
+_pid = _ids._pid  # what ids.pid() reads, read here without the call
 _MAX_ROUTES = 64
 
 
@@ -107,7 +108,7 @@ def _routed(proc: Any, instrumenting: bool) -> dict[str, Any] | None:
     route = _routes.get((target, _span.current_key(), instrumenting))
     if (
         route is None
-        or route.pid != _ids.pid()
+        or route.pid != _pid[0]
         or route.runtime is not _run.runtime_here()
         or start_method_of(proc) != "fork"
     ):
