@@ -5,7 +5,7 @@ socket passed as an inherited descriptor. Keeping the exporter (and its gRPC
 channel) here means no process that forks ever holds one, children never wait
 on the network, and export work runs on another core.
 
-Usage (internal): ``python -m proctrace._agent FD OWNER_PID``, the settings as JSON on
+Usage (internal): ``python -P -m proctrace._agent FD OWNER_PID``, the settings as JSON on
 standard input (never on the command line, which every local user can read).
 """
 

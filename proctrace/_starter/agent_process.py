@@ -37,7 +37,12 @@ class AgentProcess:
         try:
             self.pid = os.posix_spawn(
                 sys.executable,
-                [sys.executable, "-m", "proctrace._agent", str(listener_fd), str(owner_pid)],
+                # -P: the working directory is not on the agent's path. The program's own
+                # modules there (a project's queue.py or platform.py) would shadow the
+                # standard library's the agent imports, and another user able to write there
+                # could plant code in it.
+                [sys.executable, "-P", "-m", "proctrace._agent", str(listener_fd),
+                 str(owner_pid)],
                 env,
                 file_actions=[(os.POSIX_SPAWN_DUP2, read_end, 0)],
                 setsigmask=GROUP_SIGNALS,

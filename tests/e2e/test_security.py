@@ -62,7 +62,7 @@ def test_no_setting_reaches_a_command_line_and_credentials_reach_the_backend(
     run_script, tmp_path
 ):
     """While a run with endpoint userinfo and an Authorization header is under way, no
-    /proc/*/cmdline holds either (the agent's is `python -m proctrace._agent FD PID`), and the
+    /proc/*/cmdline holds either (the agent's is `python -P -m proctrace._agent FD PID`), and the
     backend receives both: the header, and the userinfo as Basic credentials."""
     from proctrace.testing import OTLPReceiver
 
@@ -80,7 +80,7 @@ def test_no_setting_reaches_a_command_line_and_credentials_reach_the_backend(
         headers = receiver.last_headers
     assert "leaks []" in run.stdout
     agent = re.search(r"agent \[(.*)\]", run.stdout).group(1)
-    assert agent.count(",") == 4, agent  # python, -m, proctrace._agent, FD, PID: nothing else
+    assert agent.count(",") == 5, agent  # python, -P, -m, proctrace._agent, FD, PID: no more
     assert headers["x-api-key"] == "T0KEN"
     assert headers["authorization"].startswith("Basic ")
     assert "S3CRET" not in run.stderr
@@ -241,3 +241,42 @@ def test_when_nothing_can_be_written_the_lost_spans_are_counted_and_the_status_k
     finally:
         planted.rmdir()
         shutil.rmtree(shared)
+
+
+SHADOWED = """
+import multiprocessing
+from proctrace import traced
+
+@traced
+def child(i):
+    pass
+
+if __name__ == "__main__":
+    for i, method in enumerate(("fork", "spawn")):
+        p = multiprocessing.get_context(method).Process(target=child, args=(i,))
+        p.start(); p.join()
+    print("done")
+"""
+
+
+def test_modules_in_the_programs_directory_do_not_shadow_the_agents(run_script, tmp_path):
+    """A project's own ``queue.py``, ``platform.py``, ``uuid.py`` and ``logging.py`` beside
+    the program (which itself never imports the standard library's): the agent, started in
+    that directory, still imports the standard library's and exports every span. Before, it
+    died importing them and the run's spans were lost. The same keeps a file planted there
+    by another user out of the agent."""
+    from proctrace.testing import OTLPReceiver
+
+    for name in ("queue", "platform", "uuid", "logging"):
+        (tmp_path / f"{name}.py").write_text(
+            f"raise RuntimeError('the project\\'s own {name}.py was imported')\n"
+        )
+    with OTLPReceiver() as receiver:
+        run = run_script(SHADOWED, env=receiver.env())
+        assert run.returncode == 0, run.stderr
+        assert "done" in run.stdout
+        spans = receiver.wait_for_spans(3, timeout=15)
+    assert "own" not in run.stderr and "cannot reach" not in run.stderr, run.stderr
+    assert sorted(s.name for s in spans) == ["child", "child", "prog"], [
+        s.name for s in spans
+    ]
