@@ -146,6 +146,8 @@ def _ended(
             "error", "process failed", exc_info=failure, duration_ms=duration_ms,
             exit_code=exit_code,
         )
+    elif exit_code:  # sys.exit(n), n not 0: a failure, as its span says
+        _logs.emit("error", "process failed", duration_ms=duration_ms, exit_code=exit_code)
     else:
         _logs.emit("info", "process finished", duration_ms=duration_ms, exit_code=exit_code)
     use = _usage.process_use("fork")

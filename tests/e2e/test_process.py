@@ -180,7 +180,8 @@ def test_exceptions_and_sys_exit_are_recorded_and_behave_as_without_proctrace(
     run_script, receiver, method
 ):
     """An exception is an ERROR span with its stack trace, re-raised (exit code 1, traceback
-    printed); sys.exit(n) keeps its exit code and is ERROR only when n is not 0."""
+    printed); sys.exit(n) keeps its exit code and is ERROR only when n is not 0, and then its
+    line is ``process failed`` at error level too."""
     run = run_script(FAILING, method, env=receiver.env())
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[1, 3, 0, 1]"
@@ -203,10 +204,15 @@ def test_exceptions_and_sys_exit_are_recorded_and_behave_as_without_proctrace(
     assert leaves[1].status_code == "ERROR"
     assert leaves[0].status_code == "UNSET"
 
-    (failed,) = run.events("process failed")
-    assert failed["exit_code"] == 1
-    assert "ValueError: bad input 42" in failed["exception"]
-    assert failed["level"] == "error"
+    # The lines agree with the spans: each child that ended with an exit code other than 0
+    # failed, at error level; only the exception's line has a traceback.
+    failed = {(e["exit_code"], "exception" in e) for e in run.events("process failed")}
+    assert failed == {(1, True), (3, False), (1, False)}, run.events("process failed")
+    assert {e["level"] for e in run.events("process failed")} == {"error"}
+    (raised,) = [e for e in run.events("process failed") if "exception" in e]
+    assert "ValueError: bad input 42" in raised["exception"]
+    (finished,) = run.events("process finished")
+    assert finished["exit_code"] == 0 and finished["level"] == "info"
 
 
 SECRETS = """
