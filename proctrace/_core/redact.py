@@ -18,7 +18,7 @@ from typing import Any
 
 REDACTED = "[REDACTED]"
 SECRET_WORDS = ("password", "passwd", "secret", "token", "api_key", "apikey", "authorization",
-                "credential", "private_key")  # fmt: skip
+                "credential", "private_key", "authkey", "auth_key")  # fmt: skip
 _MAX_DEPTH = 6
 _MAX_ATTRS = 64  # attributes of one object searched
 _MAX_STR = 4096  # longer strings are cleaned in their repr only (safe_repr)
@@ -198,6 +198,8 @@ def scrub(value: object, extra: tuple[str, ...] = (), depth: int = 0) -> object:
     kind = type(value)
     if kind in NUMBERS:
         return value
+    if kind.__name__ == "AuthenticationString" and _is_authkey(kind):
+        return _REDACTED  # a multiprocessing authkey, whatever it is called (Manager()'s)
     try:
         if kind is str:
             if len(value) > _MAX_STR:  # type: ignore[arg-type]
@@ -239,6 +241,13 @@ def scrub(value: object, extra: tuple[str, ...] = (), depth: int = 0) -> object:
         return _attributes(value, kind, extra, depth)
     except Exception:  # a hostile __eq__, items() or property: keep the original
         return value
+
+
+def _is_authkey(kind: type) -> bool:
+    """True for ``multiprocessing.process.AuthenticationString``: the key that lets a client
+    of a Manager, Listener or a process's connections in, so its holder can run code there."""
+    process = sys.modules.get("multiprocessing.process")
+    return process is not None and kind is getattr(process, "AuthenticationString", None)
 
 
 _NS_REPR = types.SimpleNamespace.__repr__

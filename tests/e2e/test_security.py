@@ -280,3 +280,63 @@ def test_modules_in_the_programs_directory_do_not_shadow_the_agents(run_script, 
     assert sorted(s.name for s in spans) == ["child", "child", "prog"], [
         s.name for s in spans
     ]
+
+
+MANAGERS = """
+import multiprocessing, sys
+from multiprocessing.managers import BaseManager
+
+class Registry(BaseManager):
+    pass
+
+def table():
+    return {"x": 1}
+
+Registry.register("table", callable=table)
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method(sys.argv[1])
+    print(repr(bytes(multiprocessing.current_process().authkey)), flush=True)
+    with multiprocessing.Manager() as manager:
+        shared = manager.dict(a=1)
+        assert shared["a"] == 1
+    registry = Registry(address=("127.0.0.1", 0), authkey=b"hunter2-authkey-S3CRET")
+    registry.start()
+    assert registry.table().get("x") == 1
+    registry.shutdown()
+"""
+
+
+def test_a_managers_authkey_never_reaches_a_span_or_a_line(tmp_path, method):
+    """``proctrace run`` on a program with a ``Manager()`` (keyed with the process's own
+    authkey) and a ``BaseManager`` with an authkey of its own: their server processes' spans
+    and lines show ``[REDACTED]`` for the key, which reaches neither the backend, stderr nor
+    the trace file (whoever holds it can send the manager pickles)."""
+    from proctrace.testing import OTLPReceiver
+
+    (tmp_path / "prog.py").write_text(MANAGERS)
+
+    def run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "proctrace", "run", "prog.py", method],
+            cwd=tmp_path, env=clean_env(**env), capture_output=True, text=True, timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done
+
+    with OTLPReceiver() as receiver:
+        sending = run(receiver.env())
+        spans = receiver.wait_for_spans(3, timeout=15)
+    writing = run({})  # no backend: the local trace file
+    servers = [s for s in spans if s.name.endswith("_run_server")]
+    assert len(servers) == 2, [s.name for s in spans]
+    for span in servers:
+        assert "[REDACTED]" in span.attributes["proctrace.args"], span.attributes
+    sent = repr([s.attributes for s in spans]) + repr([s.events for s in spans])
+    written = "".join(p.read_text() for p in (tmp_path / ".proctrace").glob("*.jsonl"))
+    assert written.count("_run_server") >= 2, written
+    for done, where in ((sending, sent), (writing, written)):
+        own_key = done.stdout.strip().splitlines()[0]  # the program's authkey: bytes' repr
+        for text in (where, done.stderr):
+            assert "hunter2" not in text and own_key[2:-1] not in text
+        assert done.stderr.count("[REDACTED]") >= 2  # the started lines of both servers

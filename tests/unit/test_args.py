@@ -64,3 +64,19 @@ def test_positional_arguments_bound_to_secret_parameters_are_redacted():
     args, kwargs = describe(login, ("ann", "pw", "extra"), {"token": "t"}, limit=100)
     assert args == ["'ann'", "[REDACTED]", "'extra'"]
     assert kwargs == {"token": "[REDACTED]"}
+
+
+def test_a_multiprocessing_authkey_is_redacted_under_any_name():
+    """An ``AuthenticationString`` (a Manager's key, a process's own) is a credential
+    whatever its parameter, key or position is called; ``authkey`` names are secret too."""
+    from multiprocessing.process import AuthenticationString
+
+    key = AuthenticationString(b"k3y-bytes-hunter2")
+    assert is_secret("authkey") and is_secret("auth_key") and is_secret("_authkey")
+
+    def serve(address, key_material, options):
+        pass
+
+    args, _ = describe(serve, ("host", key, {"k": key}), {}, limit=200)
+    assert args == ["'host'", "[REDACTED]", "{'k': [REDACTED]}"]
+    assert "hunter2" not in repr(scrub([key, (1, key)]))
