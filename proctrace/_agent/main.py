@@ -63,8 +63,13 @@ def main(argv: list[str]) -> None:
     # OTEL_RESOURCE_ATTRIBUTES and the SDK's own attributes, as any SDK program has.
     resource = dict(Resource.create({"service.name": settings.service_name}).attributes)
     pipeline = _export.Pipeline(_export.build(settings, trace_file, resource), fallback, resource)
+    listener = socket.socket(fileno=fd)
+    try:
+        address = listener.getsockname()  # the run's directory's socket, removed at the end
+    except OSError:
+        address = None
     collector = _collector.Collector(
-        socket.socket(fileno=fd),
+        listener,
         pipeline.add,
         sink_many=pipeline.add_many,
         owner_pid=owner,
@@ -106,8 +111,36 @@ def main(argv: list[str]) -> None:
             f"({'; '.join(pipeline.errors)}) and are lost: no file could be written "
             f"({fallback.error})"
         )
+    _remove_run_directory(address)
     # An exporter stuck on a dead backend must not hold the agent (or the program) up.
     os._exit(0)
+
+
+# What the program puts in the run's private directory (``_starter/run.py``, ``_child/run.py``).
+RUN_FILES = ("collector.sock", "stderr.lock")
+
+
+def _remove_run_directory(address: object) -> None:
+    """Remove the run's private directory, the collector's socket and the lock file in it.
+
+    The program removes it at its exit, but a program stopped by a signal (SIGTERM or SIGHUP
+    to its group: ``docker stop``, systemd, a closed terminal) does not get there, while the
+    agent outlives it: one directory would be left behind per stopped run. Only those two
+    names are removed, and the directory only once it is empty."""
+    if not isinstance(address, str) or os.path.basename(address) != RUN_FILES[0]:
+        return
+    directory = os.path.dirname(address)
+    if not os.path.basename(directory).startswith("proctrace-"):
+        return
+    for name in RUN_FILES:
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass
 
 
 def _say(line: str) -> None:

@@ -35,16 +35,28 @@ if TYPE_CHECKING:
 AGENT_EXIT_TIMEOUT = 5.0
 
 
-def private_directory(prefix: str = "proctrace-") -> str:
+SOCKET_NAME = "collector.sock"
+# The longest path a Unix socket can be bound at (Linux: 108 bytes with the final NUL).
+MAX_SOCKET_PATH = 107
+
+
+def private_directory(prefix: str = "proctrace-", holds: str = SOCKET_NAME) -> str:
     """A new directory only this user can enter, in the temporary directory: what
     ``tempfile.mkdtemp()`` makes (the same places, tried in the same order), without
     importing ``tempfile`` and the ``shutil``, ``bz2`` and ``lzma`` it loads, which make
-    every traced program bigger and each of its fork children slower to start."""
+    every traced program bigger and each of its fork children slower to start.
+
+    A place where a socket named ``holds`` would have too long a path to bind (a deep
+    ``TMPDIR``: a build sandbox's, a test runner's) is passed over for the next."""
     names = ("TMPDIR", "TEMP", "TMP")
     places = [os.environ[n] for n in names if os.environ.get(n)]
     places += ["/tmp", "/var/tmp", "/usr/tmp", os.getcwd()]
     error: OSError | None = None
     for place in places:
+        longest = os.path.join(os.path.abspath(place), prefix + new_id(6), holds)
+        if len(os.fsencode(longest)) > MAX_SOCKET_PATH:
+            error = error or OSError(f"{place}: too long a path for a Unix socket")
+            continue
         for _ in range(100):
             path = os.path.join(os.path.abspath(place), prefix + new_id(6))
             try:
@@ -67,7 +79,7 @@ class Runtime:
         self.settings_dict = settings.to_dict()
         _child_run.seed_settings(self.settings_dict, settings)
         self.directory = private_directory()  # mode 0700
-        self.socket_path = os.path.join(self.directory, "collector.sock")
+        self.socket_path = os.path.join(self.directory, SOCKET_NAME)
         self.agent: AgentProcess | None = None
         self.collector_thread: threading.Thread | None = None
         self.collector: Any = None
@@ -290,13 +302,45 @@ def ensure() -> Runtime | None:
         if _runtime is not None and _runtime.pid == os.getpid():
             return _runtime
         chosen = settings()
-        if chosen.disabled:
+        if chosen.disabled or _unavailable:
             return None
-        runtime = Runtime(chosen)
-        runtime.start()
+        try:
+            runtime = Runtime(chosen)
+        except OSError as exc:
+            _give_up(f"no private directory for its collector could be made ({exc})")
+            return None
+        try:
+            runtime.start()
+        except OSError as exc:
+            _remove_directory(runtime.directory)
+            _give_up(f"its collector could not listen ({exc})")
+            return None
         _runtime = runtime
         _schedule_exit()
         return runtime
+
+
+def _remove_directory(directory: str) -> None:
+    """Remove the run's directory and the socket a failed start may have left in it."""
+    for name in os.listdir(directory) if os.path.isdir(directory) else ():
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass
+
+
+_unavailable = False  # the run could not be set up here: tracing is off, said once
+
+
+def _give_up(why: str) -> None:
+    """The program runs on untraced: tracing must never be what stops it."""
+    global _unavailable
+    _unavailable = True
+    sys.stderr.write(f"proctrace: this run is not traced: {why}\n")
 
 
 def _schedule_exit() -> None:

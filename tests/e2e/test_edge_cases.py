@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import by_name, settle
 
 
@@ -160,3 +161,35 @@ def test_a_pool_subclass_keeps_its_own_process_class(run_script, receiver):
     assert run.stdout.strip() == "[5, 14]"
     receiver.wait_for_spans(3)
     assert len(by_name(receiver.spans)["outer"]) == 2
+
+
+DEEP_TMPDIR = """
+import multiprocessing, sys
+from proctrace import traced
+
+@traced
+def child(i):
+    print("child", i, flush=True)
+
+if __name__ == "__main__":
+    p = multiprocessing.get_context(sys.argv[1]).Process(target=child, args=(1,))
+    p.start(); p.join()
+    print("exit", p.exitcode)
+"""
+
+
+# Not forkserver: multiprocessing's own fork server cannot bind its socket there either.
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_tmpdir_too_deep_for_a_unix_socket_is_passed_over(run_script, receiver, method, tmp_path):
+    """TMPDIR deeper than a Unix socket's path allows (108 bytes: a build sandbox's, a test
+    runner's): the program's first start() raised "AF_UNIX path too long" before, and the
+    program died of it; now the run's directory goes to the next place, /tmp."""
+    deep = tmp_path / ("t" * 100)
+    deep.mkdir()
+    run = run_script(DEEP_TMPDIR, method, env={**receiver.env(), "TMPDIR": str(deep)})
+    assert run.returncode == 0, run.stderr
+    assert "child 1" in run.stdout and "exit 0" in run.stdout
+    assert "too long" not in run.stderr and "not traced" not in run.stderr, run.stderr
+    spans = receiver.wait_for_spans(2, timeout=15)
+    assert sorted(s.name for s in spans) == ["child", "prog"]
+    assert not list(deep.glob("proctrace-*"))

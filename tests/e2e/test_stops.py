@@ -8,9 +8,11 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -149,11 +151,17 @@ def _check_trace(spans, expect_signal: str | None) -> dict[str, list]:
 # SIGINT to the group is in the random-point test below: with a Pool mid-imap, Ctrl-C makes
 # CPython's pool shut down in ways whose timing varies (a rare hang was seen under load).
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
-def test_a_signal_to_the_process_group_loses_no_process_span(tmp_path, receiver, method, signum):
+def test_a_signal_to_the_process_group_loses_no_process_span(
+    tmp_path, receiver, method, signum, request
+):
     """Two busy children and a Pool(2) mid-map when the whole group gets the signal: the main
     span, both children and both pool workers arrive ended and ERROR naming the signal, the
-    finished task spans too, and the program still dies of the signal."""
-    proc = _start(tmp_path, method, 30, receiver.env())
+    finished task spans too, and the program still dies of the signal. The run's private
+    directory (the collector's socket) is not left behind in the temporary directory."""
+    # Short, so that the run's socket path fits in it (a deep one is passed over for /tmp).
+    temporary = Path(tempfile.mkdtemp(prefix="pt-stop-"))
+    request.addfinalizer(lambda: shutil.rmtree(temporary, ignore_errors=True))
+    proc = _start(tmp_path, method, 30, {**receiver.env(), "TMPDIR": str(temporary)})
     _wait_for(proc, "tasks")
     os.killpg(proc.pid, signum)
     took = _group_gone(proc, 10)
@@ -169,6 +177,7 @@ def test_a_signal_to_the_process_group_loses_no_process_span(tmp_path, receiver,
     for span in names["busy"] + workers:  # the pid, though the children never ended their span
         assert span.attributes.get("process.pid", 0) > 0, span.name
     assert took < 2.0, took
+    assert not list(temporary.glob("proctrace-*")), list(temporary.iterdir())
 
 
 def test_a_group_stop_with_a_stalled_backend_keeps_the_spans_on_disk(tmp_path, method):

@@ -139,6 +139,45 @@ def test_the_run_directory_falls_back_when_tmpdir_cannot_be_used(tmp_path, monke
     os.rmdir(path)
 
 
+def test_the_run_directory_is_not_made_where_its_socket_path_would_be_too_long(
+    tmp_path, monkeypatch
+):
+    """A deep TMPDIR (a build sandbox's, a test runner's): the collector's socket could not
+    be bound there (108 bytes at most), so the next place is used."""
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    monkeypatch.setenv("TMPDIR", str(deep))
+    path = private_directory()
+    assert os.path.isdir(path) and not path.startswith(str(tmp_path))
+    assert len(os.fsencode(os.path.join(path, "collector.sock"))) <= 107
+    assert not list(deep.iterdir())
+    os.rmdir(path)
+
+
+def test_a_run_that_cannot_be_set_up_leaves_the_program_untraced_and_says_so_once(
+    monkeypatch, capsys
+):
+    """No place for the run's directory at all: the program goes on untraced, with one line
+    saying why, and the next process started does not try again."""
+    from proctrace._core import config as _config
+    from proctrace._starter import run as starter
+
+    calls = []
+
+    def nowhere(*args, **kwargs):
+        calls.append(1)
+        raise PermissionError(13, "Permission denied", "/tmp")
+
+    monkeypatch.setattr(starter, "private_directory", nowhere)  # every place refused
+    monkeypatch.setattr(starter, "_runtime", None)
+    monkeypatch.setattr(starter, "_unavailable", False)
+    monkeypatch.setattr(starter, "_configured", _config.resolve())
+    assert starter.ensure() is None and starter.ensure() is None
+    assert len(calls) == 1
+    err = capsys.readouterr().err
+    assert err.count("proctrace: this run is not traced:") == 1 and "Permission denied" in err
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
