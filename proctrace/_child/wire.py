@@ -104,7 +104,29 @@ def _connect() -> _socket.socket:
     if _defaults is not None:
         sock.sendall(_defaults[1])
     _sock = sock
+    if _close_at_exit_pid != _pid():
+        _close_at_exit()
     return sock
+
+
+_close_at_exit_pid = 0
+_pid = os.getpid
+
+
+def _close_at_exit() -> None:
+    """In a child, close the connection as the process ends: last among multiprocessing's
+    exit work (after its children are joined, whose ends it reports), where a process that
+    shuts its interpreter down (a spawn child) would otherwise leave the socket to the
+    garbage collector and its ``ResourceWarning`` (printed under ``-X dev``, ``-W error``).
+    The main program's connection is closed by the run's own end."""
+    global _close_at_exit_pid
+    _close_at_exit_pid = _pid()
+    mp = sys.modules.get("multiprocessing")
+    if mp is None or mp.parent_process() is None:
+        return
+    from multiprocessing import util
+
+    util.Finalize(None, close, exitpriority=-(2**31))
 
 
 def open_for_child(path: str, line: bytes) -> _socket.socket | None:

@@ -193,3 +193,41 @@ def test_a_tmpdir_too_deep_for_a_unix_socket_is_passed_over(run_script, receiver
     spans = receiver.wait_for_spans(2, timeout=15)
     assert sorted(s.name for s in spans) == ["child", "prog"]
     assert not list(deep.glob("proctrace-*"))
+
+
+WARNINGS_AS_ERRORS = """
+import multiprocessing, sys
+import proctrace
+
+@proctrace.traced
+def leaf(i):
+    return i
+
+@proctrace.traced
+def child(method):
+    ctx = multiprocessing.get_context(method)
+    grandchild = ctx.Process(target=leaf, args=(1,))
+    grandchild.start(); grandchild.join()
+    with ctx.Pool(1) as pool:
+        assert pool.map(leaf, range(3)) == [0, 1, 2]
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(sys.argv[1])
+    p = ctx.Process(target=child, args=(sys.argv[1],))
+    p.start(); p.join()
+    print("exit", p.exitcode)
+"""
+
+
+def test_warnings_as_errors_and_dev_mode_see_no_warning_of_proctrace(run_script, receiver, method):
+    """``PYTHONWARNINGS=error`` with ``PYTHONDEVMODE=1`` (as ``-W error -X dev``): a child that
+    starts a grandchild and a pool runs without a warning. A spawn child used to leave its
+    connection to the garbage collector at its interpreter's shutdown: ``ResourceWarning:
+    unclosed <socket ...>`` on stderr, once per child."""
+    env = {**receiver.env(), "PYTHONWARNINGS": "error", "PYTHONDEVMODE": "1"}
+    run = run_script(WARNINGS_AS_ERRORS, method, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "exit 0" in run.stdout
+    assert "Warning" not in run.stderr and "Exception ignored" not in run.stderr, run.stderr
+    spans = by_name(settle(receiver, 7))  # prog, child, the grandchild, 3 tasks, the worker
+    assert len(spans["leaf"]) == 4 and len(spans["child"]) == 1
