@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import time
 import types
 from multiprocessing import context as mp_context
@@ -247,7 +248,22 @@ def announce(proc: Any, carrier: dict[str, Any], failed: str | None = None) -> N
             names.STARTER_PID: carrier["starter_pid"],
         },
     }
+    ppid = _parent_pid(carrier["start_method"])
+    if ppid:  # for a child that dies before it says so itself
+        record["attrs"][names.PARENT_PID] = ppid
     _wire.send(record)
+
+
+def _parent_pid(method: str) -> int | None:
+    """The pid a child started here by ``method`` gets as its parent: this process's under
+    spawn, the fork server's under forkserver (as far as this process knows it)."""
+    if method == "spawn":
+        return os.getpid()
+    if method == "forkserver":
+        forkserver = sys.modules.get("multiprocessing.forkserver")
+        pid = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+        return pid if isinstance(pid, int) else None
+    return None
 
 
 def report(proc: Any, kind: str, value: int) -> None:
