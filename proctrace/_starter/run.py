@@ -321,16 +321,12 @@ def ensure() -> Runtime | None:
 
 
 def _remove_directory(directory: str) -> None:
-    """Remove the run's directory and the socket a failed start may have left in it."""
-    for name in os.listdir(directory) if os.path.isdir(directory) else ():
+    """Remove the run's directory, and the socket a failed start may have bound in it."""
+    for path, remove in ((os.path.join(directory, SOCKET_NAME), os.unlink), (directory, os.rmdir)):
         try:
-            os.unlink(os.path.join(directory, name))
+            remove(path)
         except OSError:
             pass
-    try:
-        os.rmdir(directory)
-    except OSError:
-        pass
 
 
 _unavailable = False  # the run could not be set up here: tracing is off, said once
