@@ -58,6 +58,15 @@ def test_a_failing_backend_adds_under_a_second_and_keeps_every_span(
     with FaultyBackend(mode, protocol) as backend:
         wall, proc = _timed(tmp_path, backend.env())
     assert proc.returncode == 0, proc.stderr
+    if wall - baseline >= 1.0:
+        # One sample each, beside another test worker's load: the machine's noise only ever
+        # adds time, so both are timed once more and the least of each compared. A program
+        # that really waits on the backend is as slow the second time.
+        again, _ = _timed(tmp_path, receiver.env())
+        with FaultyBackend(mode, protocol) as backend:
+            wall_again, proc = _timed(tmp_path, backend.env())
+        assert proc.returncode == 0, proc.stderr
+        baseline, wall = min(baseline, again), min(wall, wall_again)
     assert wall - baseline < 1.0, (wall, baseline)
     lines = [line for line in proc.stderr.splitlines() if line.startswith("proctrace:")]
     assert len(lines) == 1, lines
