@@ -18,6 +18,8 @@ import socket
 import sys
 import time
 
+from .._core import names, rundir
+
 # At exit the program waits for the agent, which bounds its own work from the moment it
 # reads the shutdown record: draining children's connections (0.2 s at most), then
 # exporting (0.5 s at most). What could not be sent is in the fallback file before the
@@ -116,31 +118,13 @@ def main(argv: list[str]) -> None:
     os._exit(0)
 
 
-# What the program puts in the run's private directory (``_starter/run.py``, ``_child/run.py``).
-RUN_FILES = ("collector.sock", "stderr.lock")
-
-
 def _remove_run_directory(address: object) -> None:
-    """Remove the run's private directory, the collector's socket and the lock file in it.
-
-    The program removes it at its exit, but a program stopped by a signal (SIGTERM or SIGHUP
-    to its group: ``docker stop``, systemd, a closed terminal) does not get there, while the
-    agent outlives it: one directory would be left behind per stopped run. Only those two
-    names are removed, and the directory only once it is empty."""
-    if not isinstance(address, str) or os.path.basename(address) != RUN_FILES[0]:
-        return
-    directory = os.path.dirname(address)
-    if not os.path.basename(directory).startswith("proctrace-"):
-        return
-    for name in RUN_FILES:
-        try:
-            os.unlink(os.path.join(directory, name))
-        except OSError:
-            pass
-    try:
-        os.rmdir(directory)
-    except OSError:
-        pass
+    """Remove the run's private directory as the agent ends. The program removes it at its
+    exit, but a program stopped by a signal (SIGTERM or SIGHUP to its group: ``docker stop``,
+    systemd, a closed terminal) never gets there, while the agent outlives it: one directory
+    would be left behind per stopped run."""
+    if isinstance(address, str) and os.path.basename(address) == names.RUN_SOCKET:
+        rundir.remove(os.path.dirname(address))
 
 
 def _say(line: str) -> None:

@@ -86,7 +86,7 @@ def prepare_fork(
 
 
 def _lock_path(carrier: dict[str, Any]) -> str:
-    return os.path.join(os.path.dirname(carrier["socket"]), "stderr.lock")
+    return os.path.join(os.path.dirname(carrier["socket"]), names.RUN_LOCK)
 
 
 def carrier_of(proc: Any) -> dict[str, Any] | None:

@@ -42,3 +42,9 @@ FORK_PREPARED = "fork"
 FORKED_MODULE = "proctrace._child.forked"
 
 SCOPE = "proctrace"  # the instrumentation scope of proctrace's own spans
+
+# The run's private directory (made by the starter, removed at exit or by the agent) and
+# the two files in it: the collector's socket and the log lines' lock.
+RUN_PREFIX = "proctrace-"
+RUN_SOCKET = "collector.sock"
+RUN_LOCK = "stderr.lock"

@@ -20,7 +20,7 @@ from .._child import span as _span
 from .._child import wire as _wire
 from .._core import config as _config
 from .._core import ids as _ids
-from .._core import names, sampling
+from .._core import names, rundir, sampling
 from .._core import onimport as _onimport
 from .._core.ids import SpanRef, new_id
 from . import main_span
@@ -35,12 +35,11 @@ if TYPE_CHECKING:
 AGENT_EXIT_TIMEOUT = 5.0
 
 
-SOCKET_NAME = "collector.sock"
 # The longest path a Unix socket can be bound at (Linux: 108 bytes with the final NUL).
 MAX_SOCKET_PATH = 107
 
 
-def private_directory(prefix: str = "proctrace-", holds: str = SOCKET_NAME) -> str:
+def private_directory(prefix: str = names.RUN_PREFIX, holds: str = names.RUN_SOCKET) -> str:
     """A new directory only this user can enter, in the temporary directory: what
     ``tempfile.mkdtemp()`` makes (the same places, tried in the same order), without
     importing ``tempfile`` and the ``shutil``, ``bz2`` and ``lzma`` it loads, which make
@@ -48,8 +47,8 @@ def private_directory(prefix: str = "proctrace-", holds: str = SOCKET_NAME) -> s
 
     A place where a socket named ``holds`` would have too long a path to bind (a deep
     ``TMPDIR``: a build sandbox's, a test runner's) is passed over for the next."""
-    names = ("TMPDIR", "TEMP", "TMP")
-    places = [os.environ[n] for n in names if os.environ.get(n)]
+    variables = ("TMPDIR", "TEMP", "TMP")
+    places = [os.environ[n] for n in variables if os.environ.get(n)]
     places += ["/tmp", "/var/tmp", "/usr/tmp", os.getcwd()]
     error: OSError | None = None
     for place in places:
@@ -79,7 +78,7 @@ class Runtime:
         self.settings_dict = settings.to_dict()
         _child_run.seed_settings(self.settings_dict, settings)
         self.directory = private_directory()  # mode 0700
-        self.socket_path = os.path.join(self.directory, SOCKET_NAME)
+        self.socket_path = os.path.join(self.directory, names.RUN_SOCKET)
         self.agent: AgentProcess | None = None
         self.collector_thread: threading.Thread | None = None
         self.collector: Any = None
@@ -153,13 +152,11 @@ class Runtime:
         if self.agent is not None or self.collector_thread is not None:
             _wire.send({"k": "shutdown"})
         _wire.close()
-        import shutil
-
         if self.agent is not None and not self.agent.wait(AGENT_EXIT_TIMEOUT):
             self.agent.kill()
         if self.collector_thread is not None:
             self.collector_thread.join(timeout=AGENT_EXIT_TIMEOUT)
-        shutil.rmtree(self.directory, ignore_errors=True)
+        rundir.remove(self.directory)
 
 
 def _application_provider() -> Any:
@@ -312,21 +309,12 @@ def ensure() -> Runtime | None:
         try:
             runtime.start()
         except OSError as exc:
-            _remove_directory(runtime.directory)
+            rundir.remove(runtime.directory)
             _give_up(f"its collector could not listen ({exc})")
             return None
         _runtime = runtime
         _schedule_exit()
         return runtime
-
-
-def _remove_directory(directory: str) -> None:
-    """Remove the run's directory, and the socket a failed start may have bound in it."""
-    for path, remove in ((os.path.join(directory, SOCKET_NAME), os.unlink), (directory, os.rmdir)):
-        try:
-            remove(path)
-        except OSError:
-            pass
 
 
 _unavailable = False  # the run could not be set up here: tracing is off, said once
