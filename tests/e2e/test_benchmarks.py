@@ -53,15 +53,18 @@ def test_bench_quick_measures_every_method_and_variant_and_delivers_spans(tmp_pa
     assert "proctrace/bare" in proc.stdout
 
 
-def test_the_floor_script_measures_bare_and_its_stand_in(tmp_path: Path) -> None:
-    """`benchmarks/floor.py` runs its stand-in and bare fork children and prints the two rows
-    and their ratio. No timing is asserted."""
+def test_the_floor_script_measures_bare_and_its_stand_ins(tmp_path: Path) -> None:
+    """`benchmarks/floor.py` runs bare fork children, its three stand-ins and proctrace, and
+    prints a row for each and their ratios to bare. No timing is asserted."""
     proc = subprocess.run(
         [sys.executable, "benchmarks/floor.py", "--children", "20", "--rounds", "1"],
         cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()[1:3]}
-    assert set(rows) == {"bare", "floor"}
+    rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()[1:6]}
+    assert set(rows) == {"bare", "floor", "quiet", "starter", "proctrace"}
     assert all(float(value) > 0 for values in rows.values() for value in values)
-    assert "floor / bare:" in proc.stdout
+    # proctrace's children took its own path: more faults in the starter than bare's
+    assert float(rows["proctrace"][2]) > float(rows["bare"][2])
+    for variant in ("floor", "quiet", "starter", "proctrace"):
+        assert f"{variant} / bare:" in proc.stdout
