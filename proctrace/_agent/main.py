@@ -19,6 +19,7 @@ import sys
 import time
 
 from .._core import names, rundir
+from .._core.fromenv import public_url as _public_url
 
 # At exit the program waits for the agent, which bounds its own work from the moment it
 # reads the shutdown record: draining children's connections (0.2 s at most), then
@@ -95,10 +96,11 @@ def main(argv: list[str]) -> None:
             f"{trace_file.written} spans (trace {traces}) written to {where}{moved}; "
             f"see them with: {view}"
         )
+    target = _public_url(settings.endpoint) if settings.endpoint else "the console"
     if pipeline.kept:
         kept = _export.relative(fallback.path or "")
         _say(
-            f"{pipeline.kept} spans could not be sent to {settings.endpoint or 'the console'} "
+            f"{pipeline.kept} spans could not be sent to {target} "
             f"({'; '.join(pipeline.errors)}); kept in {kept}{moved}; "
             f"send them later with: proctrace send {kept}"
         )
@@ -109,7 +111,7 @@ def main(argv: list[str]) -> None:
         _say(f"{trace_file.lost} spans lost: no trace file could be written ({trace_file.error})")
     if fallback.lost:
         _say(
-            f"{fallback.lost} spans could not be sent to {settings.endpoint or 'the console'} "
+            f"{fallback.lost} spans could not be sent to {target} "
             f"({'; '.join(pipeline.errors)}) and are lost: no file could be written "
             f"({fallback.error})"
         )

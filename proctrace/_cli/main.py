@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from .._core import config as _config
+from .._core.fromenv import public_url as _public_url
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,6 +74,7 @@ def _send(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         settings = _config.resolve(endpoint=ns.endpoint, protocol=ns.protocol, exporter="otlp")
     except _config.ConfigurationError as exc:
         parser.exit(2, f"proctrace: {exc}\n")
+    shown = _public_url(settings.endpoint or "")  # never its userinfo (a password, often)
     failed = False
     for path in ns.files:
         try:
@@ -89,12 +91,12 @@ def _send(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         except Exception as exc:  # the backend said no: keep the file, say why
             failed = True
             print(
-                f"proctrace: {path} not sent to {settings.endpoint} "
+                f"proctrace: {path} not sent to {shown} "
                 f"({_send.describe_error(exc)}); the file is kept",
                 file=sys.stderr,
             )
         else:
-            print(f"proctrace: sent {sent} spans from {path} to {settings.endpoint}")
+            print(f"proctrace: sent {sent} spans from {path} to {shown}")
     if failed:
         sys.exit(1)
 

@@ -49,11 +49,19 @@ def shown(value: str) -> str:
 
 
 def public_url(url: str) -> str:
-    """``url`` without its userinfo (a password, often): ``http://***@host:4318/v1/traces``."""
+    """``url`` without its userinfo (a password, often): ``http://***@host:4318/v1/traces``.
+    Only the authority's userinfo is hidden (an ``@`` in the path stays); text that is not a
+    URL with a scheme loses everything up to its last ``@``."""
     if "@" not in url:
         return url
     scheme, sep, rest = url.partition("://")
-    return (f"{scheme}://" if sep else "") + "***@" + (rest if sep else url).rpartition("@")[2]
+    if not sep:
+        return "***@" + url.rpartition("@")[2]
+    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    authority = rest[:end]
+    if "@" not in authority:
+        return url
+    return f"{scheme}://***@{authority.rpartition('@')[2]}{rest[end:]}"
 
 
 def endpoint_problem(endpoint: str) -> str | None:

@@ -340,3 +340,38 @@ def test_a_managers_authkey_never_reaches_a_span_or_a_line(tmp_path, method):
         for text in (where, done.stderr):
             assert "hunter2" not in text and own_key[2:-1] not in text
         assert done.stderr.count("[REDACTED]") >= 2  # the started lines of both servers
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+@pytest.mark.parametrize("how", ["env", "traces_env", "flag"])
+def test_an_endpoints_password_appears_in_no_message(tmp_path, protocol, how):
+    """An endpoint with userinfo that refuses: the exit lines of the run (spans kept) and of
+    `proctrace send` (file kept) name it without its userinfo, however it was given."""
+    (tmp_path / "prog.py").write_text(PROGRAM)
+    endpoint = "http://app:hunter2-S3CRET@127.0.0.1:1/"
+    env = clean_env(OTEL_EXPORTER_OTLP_PROTOCOL=protocol)
+    command = [sys.executable, "-m", "proctrace", "run", "prog.py"]
+    if how == "env":
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+    elif how == "traces_env":
+        env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = endpoint + (
+            "v1/traces" if protocol != "grpc" else ""
+        )
+    else:
+        command[4:4] = ["--endpoint", endpoint]
+    run = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    assert "could not be sent to http://***@127.0.0.1:1/" in run.stderr, run.stderr
+    assert "S3CRET" not in run.stderr + run.stdout
+    kept = re.search(r"proctrace send (\S+)", run.stderr)
+    assert kept, run.stderr
+    sent = subprocess.run(
+        [sys.executable, "-m", "proctrace", "send", kept.group(1), "--endpoint", endpoint,
+         "--protocol", protocol],
+        cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=60,
+    )
+    assert sent.returncode == 1, sent.stderr
+    assert "not sent to http://***@127.0.0.1:1/" in sent.stderr, sent.stderr
+    assert "S3CRET" not in sent.stderr + sent.stdout

@@ -211,3 +211,21 @@ def test_odd_values_are_shown_quoted_and_short():
     assert "'zip\\nkin'" in warnings[0]
     _, warnings = read({"PROCTRACE_LOG_FORMAT": "x" * 500})
     assert len(warnings[0]) < 200
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:pw@127.0.0.1:1/", "https://***@127.0.0.1:1/"),
+        ("http://a:b@h:4318/v1/traces", "http://***@h:4318/v1/traces"),
+        ("http://a:b@c@h:4317", "http://***@h:4317"),  # an @ in the password too
+        ("http://h:4318/p@x", "http://h:4318/p@x"),  # an @ in the path is no userinfo
+        ("https://u@h?x=@", "https://***@h?x=@"),
+        ("user:pw@host:1", "***@host:1"),
+        ("http://h:1", "http://h:1"),
+    ],
+)
+def test_an_endpoint_is_shown_without_its_userinfo(url, shown):
+    from proctrace._core.fromenv import public_url
+
+    assert public_url(url) == shown
