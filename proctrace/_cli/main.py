@@ -130,11 +130,14 @@ def _view(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 
         title = ", ".join(os.path.basename(f) for f in reading.files[:5])
         try:
-            with open(ns.html, "w", encoding="utf-8") as out:
+            # Readable by this user alone, as the trace files it shows (the same arguments).
+            fd = os.open(ns.html, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with open(fd, "w", encoding="utf-8") as out:
                 out.write(_html.page(roots, title))
         except OSError as exc:
             parser.exit(1, f"proctrace: cannot write {ns.html}: {exc.strerror or exc}\n")
-        print(f"proctrace: wrote {ns.html} ({len(roots)} traces)")
+        count = len(roots)
+        print(f"proctrace: wrote {ns.html} ({count} trace{'' if count == 1 else 's'})")
         return
     color = ns.color == "always" or (
         ns.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")

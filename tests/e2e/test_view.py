@@ -143,3 +143,17 @@ def test_child_logs_become_events_of_its_span_unless_turned_off(run_script, rece
     work = by_name(settle(receiver, 2))["work"][0]
     assert work.events == ()
     assert len(run.events("step")) == 1  # still logged
+
+
+def test_the_html_page_is_readable_by_its_user_alone(tmp_path):
+    """The page holds what the trace file holds (arguments among it): made 0600 as the trace
+    file is, whatever the umask; its line counts the traces in good English."""
+    import os
+    import stat
+
+    _example("create", tmp_path)
+    trace = next((tmp_path / ".proctrace").glob("*.jsonl"))
+    view = _proctrace(["view", "--html", "page.html", str(trace)], tmp_path)
+    assert view.returncode == 0, view.stderr
+    assert stat.S_IMODE(os.stat(tmp_path / "page.html").st_mode) == 0o600
+    assert view.stdout.strip() == "proctrace: wrote page.html (1 trace)"
