@@ -19,6 +19,7 @@ import sys
 import time
 
 from .._core import names, rundir
+from .._core.fromenv import DEFAULT_TRACE_DIR
 from .._core.fromenv import public_url as _public_url
 
 # At exit the program waits for the agent, which bounds its own work from the moment it
@@ -91,7 +92,11 @@ def main(argv: list[str]) -> None:
     moved = f" ({directory.why()})" if directory.why() else ""
     if trace_file.written and not settings.quiet:
         where = _export.relative(trace_file.path or "")
-        view = "proctrace view" if not moved else f"proctrace view {where}"
+        # A bare `proctrace view` reads ./.proctrace (or PROCTRACE_DIR, if the shell still
+        # has it): any other place is named, or the hint would find nothing there.
+        here = os.path.realpath(DEFAULT_TRACE_DIR)
+        elsewhere = os.path.realpath(os.path.dirname(trace_file.path or "")) != here
+        view = f"proctrace view {where}" if moved or elsewhere else "proctrace view"
         _say(
             f"{trace_file.written} spans (trace {traces}) written to {where}{moved}; "
             f"see them with: {view}"

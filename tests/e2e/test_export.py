@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
-from conftest import by_name, settle
+from conftest import by_name, clean_env, settle
 
 from proctrace._otlp import files as _otlpjson
 from proctrace._otlp import otlpjson
@@ -217,3 +219,20 @@ def test_the_traced_program_never_loads_an_exporter_or_grpc(run_script, receiver
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == ["child []", "child []", "main []"], run.stdout
     settle(receiver, 3)
+
+
+def test_a_trace_directory_set_for_one_command_is_named_in_the_hint(run_script, tmp_path):
+    """`PROCTRACE_DIR=elsewhere python prog.py`: the exit line's `proctrace view` hint names
+    the file, so that running it as printed (without the variable) shows the run."""
+    elsewhere = tmp_path / "traces" / "sub"
+    run = run_script(PROGRAM, "fork", env={"PROCTRACE_DIR": str(elsewhere)})
+    assert run.returncode == 0, run.stderr
+    (path,) = elsewhere.glob("*.jsonl")
+    hint = run.stderr.rsplit("see them with: ", 1)[1].split()
+    assert hint[:2] == ["proctrace", "view"] and len(hint) == 3, run.stderr
+    assert Path(tmp_path, hint[2]).resolve() == path.resolve()
+    view = subprocess.run(
+        [sys.executable, "-m", "proctrace", "view", hint[2]], cwd=tmp_path, env=clean_env(),
+        capture_output=True, text=True, timeout=60,
+    )
+    assert view.returncode == 0 and "task" in view.stdout, view.stderr
