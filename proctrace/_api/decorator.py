@@ -10,7 +10,7 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 from .._child import run as _run
 from .._core.spec import TraceSpec
 from .._hooks import install as _hooks
-from .._hooks.calls import call, call_async
+from .._hooks.calls import call, call_async, call_async_generator, call_generator
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -60,6 +60,38 @@ def traced(
                 return await call_async(target, spec, args, kwargs)
 
             wrapper = cast(Callable[P, R], awaited)
+        elif _has_flag(target, _CO_GENERATOR, "isgeneratorfunction"):
+
+            @functools.wraps(target)
+            def generator(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return (yield from call_generator(cast(Any, target), spec, args, kwargs))
+
+            wrapper = cast(Callable[P, R], generator)
+        elif _has_flag(target, _CO_ASYNC_GENERATOR, "isasyncgenfunction"):
+
+            @functools.wraps(target)
+            async def async_generator(*args: P.args, **kwargs: P.kwargs) -> Any:
+                inner = call_async_generator(cast(Any, target), spec, args, kwargs)
+                sent: Any = None
+                thrown: BaseException | None = None
+                while True:  # what the consumer sends and throws goes in, as with yield from
+                    try:
+                        if thrown is None:
+                            item = await inner.asend(sent)
+                        else:
+                            item = await inner.athrow(thrown)
+                    except StopAsyncIteration:
+                        return
+                    sent, thrown = None, None
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        await inner.aclose()
+                        raise
+                    except BaseException as exc:
+                        thrown = exc
+
+            wrapper = cast(Callable[P, R], async_generator)
         else:
 
             @functools.wraps(target)
@@ -77,19 +109,27 @@ def traced(
 
 
 _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE
+_CO_GENERATOR = 0x20  # inspect.CO_GENERATOR
+_CO_ASYNC_GENERATOR = 0x200  # inspect.CO_ASYNC_GENERATOR
 
 
 def _is_coroutine_function(fn: Any) -> bool:
     """``inspect.iscoroutinefunction(fn)``, without importing ``inspect`` (and ``ast``,
     ``dis``, ``tokenize``) into a program that has not: a bigger parent forks slower."""
+    return _has_flag(fn, _CO_COROUTINE, "iscoroutinefunction")
+
+
+def _has_flag(fn: Any, flag: int, check: str) -> bool:
+    """``inspect.<check>(fn)`` where the program loaded ``inspect`` (which also honours
+    ``inspect.markcoroutinefunction``, 3.12), else the code object's ``flag``."""
     inspect = sys.modules.get("inspect")
-    if inspect is not None:  # also honours inspect.markcoroutinefunction (3.12)
-        return bool(inspect.iscoroutinefunction(fn))
+    if inspect is not None:
+        return bool(getattr(inspect, check)(fn))
     while isinstance(fn, functools.partial):
         fn = fn.func
     fn = getattr(fn, "__func__", fn)  # a bound method
     code = getattr(fn, "__code__", None)
-    return code is not None and bool(code.co_flags & _CO_COROUTINE)
+    return code is not None and bool(code.co_flags & flag)
 
 
 def _prepare_main() -> None:

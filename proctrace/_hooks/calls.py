@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Any
 
 from .._child import run as _run
@@ -73,5 +73,59 @@ async def call_async(
         return await target(*args, **kwargs)
     parent = _run.current_parent() or runtime.root_ids()
     return await _run.await_call(
+        target, spec, None, args, kwargs, parent, settings=runtime.settings
+    )
+
+
+def call_generator(
+    target: Callable[..., Generator[Any, Any, Any]],
+    spec: TraceSpec,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+) -> Generator[Any, Any, Any]:
+    """The wrapper's body for a generator function: a span around the iteration, under the
+    span current where it is first resumed (``_child.generators``)."""
+    from .._child import generators as _generators
+
+    carrier = _run.carrier_of(multiprocessing.current_process())
+    if carrier is not None:
+        if not carrier.get("sampled", True) and _span.unsampled_here():
+            return (yield from target(*args, **kwargs))
+        return (yield from _generators.iterate_call(target, spec, carrier, args, kwargs))
+    from .._starter import run as _starter
+
+    runtime = _starter.ensure() if _starter.is_main_program() else None
+    if runtime is None:  # disabled, or a child started before tracing began
+        return (yield from target(*args, **kwargs))
+    parent = _run.current_parent() or runtime.root_ids()
+    return (
+        yield from _generators.iterate_call(
+            target, spec, None, args, kwargs, parent, settings=runtime.settings
+        )
+    )
+
+
+def call_async_generator(
+    target: Callable[..., AsyncGenerator[Any, Any]],
+    spec: TraceSpec,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+) -> AsyncGenerator[Any, Any]:
+    """``call_generator()`` for an async generator function: the async generator the wrapper
+    hands on, made when the wrapper is first resumed."""
+    from .._child import generators as _generators
+
+    carrier = _run.carrier_of(multiprocessing.current_process())
+    if carrier is not None:
+        if not carrier.get("sampled", True) and _span.unsampled_here():
+            return target(*args, **kwargs)
+        return _generators.iterate_async(target, spec, carrier, args, kwargs)
+    from .._starter import run as _starter
+
+    runtime = _starter.ensure() if _starter.is_main_program() else None
+    if runtime is None:  # disabled, or a child started before tracing began
+        return target(*args, **kwargs)
+    parent = _run.current_parent() or runtime.root_ids()
+    return _generators.iterate_async(
         target, spec, None, args, kwargs, parent, settings=runtime.settings
     )
