@@ -322,7 +322,9 @@ class Collector:
         elif record["k"] == "pid":
             self._fates.forked(record["span"], record["value"])
         elif record["k"] == "exited":
-            self._fates.exited(record["span"], record["value"], record.get("pid"))
+            self._fates.exited(
+                record["span"], record["value"], record.get("pid"), record.get("at")
+            )
         elif record["k"] == "ring":
             self._ring(conn)
         elif record["k"] == "shutdown":

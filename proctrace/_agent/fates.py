@@ -41,7 +41,7 @@ _STATUS_UNSET, _STATUS_ERROR = names.STATUS_UNSET, names.STATUS_ERROR
 
 
 class _Fate:
-    __slots__ = ("code", "deadline", "ended_ns", "pid", "record", "signal", "state")
+    __slots__ = ("code", "deadline", "ended_ns", "pid", "reaped_ns", "record", "signal", "state")
 
     def __init__(self, state: str, record: SpanData | None) -> None:
         self.state = state  # announced | open | dying | held
@@ -51,6 +51,9 @@ class _Fate:
         self.deadline: float | None = None
         self.ended_ns: int | None = None
         self.pid: int | None = None  # as its starter reported it
+        # When the starter's join() reaped it: the process had ended by then, however late
+        # the agent noticed (an agent still starting up notices nothing for ~0.2 s).
+        self.reaped_ns: int | None = None
 
 
 class Fates:
@@ -102,6 +105,7 @@ class Fates:
             early = self._early.pop(record["span"], None)
             if early is not None:
                 fate.signal, fate.code = early.signal, early.code
+                fate.reaped_ns = early.reaped_ns
                 _note_pid(fate, early.pid)
         return True
 
@@ -152,12 +156,15 @@ class Fates:
         fate.signal = signum
         _note_pid(fate, pid)
 
-    def exited(self, span_id: str, code: int, pid: int | None = None) -> None:
+    def exited(
+        self, span_id: str, code: int, pid: int | None = None, at: int | None = None
+    ) -> None:
         fate = self._fates.get(span_id)
         if fate is None:
-            self._note_early(span_id, pid).code = code
+            early = self._note_early(span_id, pid)
+            early.code, early.reaped_ns = code, at
             return
-        fate.code = code
+        fate.code, fate.reaped_ns = code, at
         _note_pid(fate, pid)
         if fate.state == "held":
             self._release(span_id, fate)
@@ -193,11 +200,14 @@ class Fates:
             fate = self._fates[span_id] = _Fate("open", record)
         fate.record = record
         fate.ended_ns = time.time_ns()
-        if fate.code is not None or (fate.signal is not None and fate.signal in SIGNALS):
+        if fate.code is not None:
             self._end(span_id, fate, ABNORMAL)
         else:
-            # Wait for the starter's join() to say what the exit code was.
-            fate.state, fate.deadline = "dying", time.monotonic() + HELD_GRACE
+            # Wait for the starter's join() to say what the exit code was, and when it
+            # reaped the process: briefly after a signal it sent (join() follows it).
+            signalled = fate.signal is not None and fate.signal in SIGNALS
+            fate.state = "dying"
+            fate.deadline = time.monotonic() + (self._grace if signalled else HELD_GRACE)
 
     def abandon(self, record: SpanData) -> None:
         """The run is over while the process that opened ``record`` still runs."""
@@ -267,7 +277,10 @@ class Fates:
             attrs[names.ABNORMAL_END] = True
         if code is not None:
             attrs[names.EXIT_CODE] = code
-        record["end"] = fate.ended_ns or time.time_ns()
+        end = fate.ended_ns or time.time_ns()
+        if fate.reaped_ns is not None and fate.reaped_ns < end:  # noticed late: it was over
+            end = max(fate.reaped_ns, record["start"])
+        record["end"] = end
         record["status"] = status
         record["message"] = why
         self._emit(record)

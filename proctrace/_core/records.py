@@ -111,6 +111,7 @@ class ReportRecord(TypedDict):
     span: str
     value: int
     pid: NotRequired[int]  # the child's
+    at: NotRequired[int]  # exited: when join() reaped it (ns since the epoch): it ended before
 
 
 class RingRecord(TypedDict):
@@ -264,7 +265,7 @@ _FIELDS: dict[str, tuple[tuple[str, Check], ...]] = {
 _OPTIONAL: dict[str, tuple[tuple[str, Check], ...]] = {
     "start": (("t", _bool), ("links", _links), ("p", _bool), ("q", _bool)),
     "signal": (("pid", _int),),
-    "exited": (("pid", _int),),
+    "exited": (("pid", _int), ("at", _int)),
     "span": (("d", _bool), ("kind", _int), ("links", _links), ("scope", _opt_str)),
 }
 

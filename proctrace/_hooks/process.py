@@ -104,6 +104,20 @@ def install() -> None:
             if code is not None:
                 _starter().reaped(self, carrier, code)
 
+    original_is_alive = registry.original(_Base, "is_alive")
+
+    @functools.wraps(original_is_alive)
+    def is_alive(self: process.BaseProcess) -> bool:
+        alive = original_is_alive(self)
+        if not alive:  # it may have reaped the child just now (a pool's exit does so)
+            carrier = self.__dict__.get(names.CARRIER_ATTR)
+            if carrier is not None and _starter().REAPED not in carrier:
+                code = self.exitcode
+                if code is not None:
+                    _starter().reaped(self, carrier, code)
+        return alive
+
+    registry.patch(_Base, "is_alive", is_alive)
     registry.patch(_Base, "terminate", signaller("terminate", 15))
     registry.patch(_Base, "kill", signaller("kill", 9))
     registry.patch(_Base, "join", join)

@@ -284,8 +284,8 @@ def reaped(proc: Any, carrier: dict[str, Any], code: int) -> None:
         return
     carrier[REAPED] = True
     _wire.send_line(
-        b'{"k":"exited","span":"%s","value":%d,"pid":%d}\n'
-        % (carrier["span"].encode(), code, proc._popen.pid)
+        b'{"k":"exited","span":"%s","value":%d,"pid":%d,"at":%d}\n'
+        % (carrier["span"].encode(), code, proc._popen.pid, time.time_ns())
     )
     if _run.in_process_collector:
         _run.wait_delivered(carrier["span"], JOIN_WAIT)

@@ -285,3 +285,35 @@ def test_a_callable_instance_that_cannot_be_hashed_is_a_task_like_any(run_script
     assert run.stdout.strip() == "[0, 3, 6, 9, 12]"
     spans = by_name(settle(receiver, 5 + 3))
     assert len(spans["Scale.__call__"]) == 5, list(spans)
+
+
+ENDED_EARLY = """
+import multiprocessing, sys, time
+from proctrace import traced
+
+@traced
+def work(x):
+    return x
+
+if __name__ == "__main__":
+    with multiprocessing.get_context(sys.argv[1]).Pool(2) as pool:
+        pool.map(work, [1, 2, 3])
+    print("pool gone", time.time_ns(), flush=True)  # terminated and joined: the workers too
+    time.sleep(0.5)
+"""
+
+
+def test_workers_a_pool_terminated_end_when_they_did(run_script, receiver, method):
+    """A pool used and left within the agent's first ~0.2 s (it is still starting: it notices
+    no worker's end until then): each worker span ends by the time the pool's exit joined it,
+    not when the agent got round to it, and within its parent's span."""
+    run = run_script(ENDED_EARLY, method, env=receiver.env())
+    assert run.returncode == 0, run.stderr
+    gone = int(run.stdout.split()[-1])
+    spans = by_name(settle(receiver, 6))  # main, 3 tasks, 2 workers
+    (main,) = spans["prog"]
+    workers = spans["multiprocessing.pool.worker"]
+    assert len(workers) == 2
+    for worker in workers:
+        assert worker.end_time_unix_nano <= gone, (worker.end_time_unix_nano - gone) / 1e6
+        assert worker.end_time_unix_nano <= main.end_time_unix_nano
