@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._core import arguments as _arguments
+from .._core import ids as _ids
 from .._core import names
 from .._core.ids import SpanRef
 from .._core.spec import takes_self
@@ -36,7 +37,7 @@ class Plan:
 
     __slots__ = (
         "address", "encoder", "extra", "head", "limit", "name", "own", "own_keys", "parent",
-        "record_args", "secret", "secret_any", "skip_self",
+        "pid", "record_args", "secret", "secret_any", "skip_self",
     )
 
     def __init__(
@@ -52,6 +53,7 @@ class Plan:
     ) -> None:
         self.name, self.parent = name, parent  # not the function: a copy of it may come
         self.address = _wire.address()
+        self.pid = _pid[0]  # a copy os.fork() makes of this process ends none of its spans
         self.encoder = _protobuf.TaskSpans(parent.trace_id, parent.span_id, name, attrs)
         self.own = _protobuf.OwnAttributes(own)
         # The start record up to its span id: a StartRecord (records.py), "t" for a task;
@@ -68,8 +70,9 @@ class Plan:
         self.skip_self = takes_self(target)
 
     def holds(self) -> bool:
-        """Still this process's way to its collector (a plan made before it moved is not)."""
-        return _wire.address() == self.address
+        """Still this process's way to its collector (a plan made before it moved, or in the
+        process os.fork() copied this one from, is not)."""
+        return _wire.address() == self.address and self.pid == _pid[0]
 
 
 def run(
@@ -104,11 +107,14 @@ def run(
         result = target(*args, **kwargs)
     except BaseException as exc:
         _leave(span, state)
-        cpu = (_thread_time() - cpu0) // 1000 / 1e6
-        status, message = _outcome.failed_status(span, exc)
-        span.end(status, message, {**span.attributes, names.TASK_CPU: cpu})
+        if _pid[0] == plan.pid:  # else a copy made by os.fork() in the task: not its span
+            cpu = (_thread_time() - cpu0) // 1000 / 1e6
+            status, message = _outcome.failed_status(span, exc)
+            span.end(status, message, {**span.attributes, names.TASK_CPU: cpu})
         raise
     _leave(span, state)
+    if _pid[0] != plan.pid:  # a copy made by os.fork() in the task: not its span
+        return result
     cpu = (_thread_time() - cpu0) // 1000 / 1e6
     if span.events or span.attributes:  # log events, attributes set while it ran
         span.end(_span.STATUS_UNSET, "", {**span.attributes, names.TASK_CPU: cpu})
@@ -132,3 +138,4 @@ _enter, _leave = _span.enter, _span.leave
 # CPU time in whole µs, from ns: round(seconds, 6) costs ~0.4 µs a task (as text, then back)
 _thread_time, _time_ns = time.thread_time_ns, time.time_ns
 _describe = _arguments.describe_planned
+_pid = _ids._pid  # what ids.pid() reads, read here without the call

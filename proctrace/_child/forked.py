@@ -61,9 +61,14 @@ def run(
     try:
         result = target(*args, **kwargs)
     except BaseException as exc:
-        _forked_failed(prepared, started, exc)
+        if _ids.pid() == pid:  # else a copy os.fork() made in the target: see below
+            _forked_failed(prepared, started, exc)
         _span.leave(span, state)
         raise
+    if _ids.pid() != pid:  # a copy of this child made by os.fork() in the target (not by
+        # multiprocessing): this span, its lines and its end record are not the copy's
+        _span.leave(span, state)
+        return result
     duration_ms = round((time.perf_counter() - started) * 1000, 3)
     t2 = time.time_ns()
     finished = prepared.finished
@@ -100,10 +105,8 @@ def _forked_failed(prepared: _forkstart.Prepared, started: float, exc: BaseExcep
     """A prepared fork child's target raised (SystemExit included): the general end."""
     duration_ms = round((time.perf_counter() - started) * 1000, 3)
     if isinstance(exc, SystemExit):
-        exit_code = _outcome.exit_code(exc)
-        status, message = _span.STATUS_UNSET, ""
-        if exit_code:
-            status, message = _span.STATUS_ERROR, f"sys.exit({exc.code!r})"
+        exit_code = _outcome.exit_code(exc, "fork")
+        status, message = _outcome.exited_status(exc, exit_code)
         _ended(prepared, duration_ms, status, message, exit_code, time.time_ns())
         return
     status, message = _outcome.failed_status(prepared.span, exc)
@@ -141,15 +144,8 @@ def _ended(
                 settings.max_repr,
             )
             events.append(("process finished", now, attrs))
-    elif failure is not None:
-        _logs.emit(
-            "error", "process failed", exc_info=failure, duration_ms=duration_ms,
-            exit_code=exit_code,
-        )
-    elif exit_code:  # sys.exit(n), n not 0: a failure, as its span says
-        _logs.emit("error", "process failed", duration_ms=duration_ms, exit_code=exit_code)
     else:
-        _logs.emit("info", "process finished", duration_ms=duration_ms, exit_code=exit_code)
+        _outcome.log_end(duration_ms, exit_code, failure)
     use = _usage.process_use("fork")
     use[names.PID] = prepared.keys["pid"]  # its start record, sent before the fork, had no pid
     span.end(status, message, {names.EXIT_CODE: exit_code, **use})

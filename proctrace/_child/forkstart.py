@@ -205,7 +205,7 @@ def started(carrier: dict[str, Any], failed: str) -> None:
             "span": carrier["span"],
             "end": time.time_ns(),
             "status": names.STATUS_ERROR,
-            "message": f"start() failed: {failed}",
+            "message": _span.cleaned(f"start() failed: {failed}"),
             "attrs": {},
             "events": [],
         }

@@ -71,9 +71,10 @@ def attach_to_span(
 def add_span_event(
     name: str, items: Iterable[tuple[Any, Any]], level: str, max_repr: int | None = None
 ) -> None:
-    """An event of the current proctrace span (structlog events, stdlib records): secret-looking
-    keys redacted, other values than str, int, float and bool as reprs, at most
-    ``MAX_SPAN_EVENTS`` per span (the rest counted in ``proctrace.dropped_log_events``)."""
+    """An event of the current proctrace span (structlog events, stdlib records): its name and
+    string values cleaned of secrets, secret-looking keys redacted, other values than str,
+    int, float and bool as reprs, at most ``MAX_SPAN_EVENTS`` per span (the rest counted in
+    ``proctrace.dropped_log_events``)."""
     span = _span.current_span()
     if not isinstance(span, _span.Span) or not span.sampled:
         return
@@ -81,7 +82,8 @@ def add_span_event(
         span.attributes[DROPPED_LOG_EVENTS] = span.attributes.get(DROPPED_LOG_EVENTS, 0) + 1
         return
     attrs = event_attributes(items, level, _max_repr if max_repr is None else max_repr)
-    span.events.append((name, time.time_ns(), attrs))
+    # The name is a message too (a stdlib record's, formatted with its arguments): cleaned.
+    span.events.append((_args.redact_text(name), time.time_ns(), attrs))
 
 
 def event_attributes(items: Iterable[tuple[Any, Any]], level: str, limit: int) -> dict[str, Any]:
@@ -298,8 +300,8 @@ def emit(level: str, event: str, exc_info: BaseException | None = None, **keys: 
         import structlog
 
         log = getattr(structlog.get_logger("proctrace"), level)
-        if exc_info is not None:
-            log(event, exc_info=exc_info, **keys)
+        if exc_info is not None:  # the traceback as text, cleaned: not the exception itself
+            log(event, **keys, exception=_exception_text(exc_info))
         else:
             log(event, **keys)
         return
@@ -333,10 +335,12 @@ def _render(
     event_dict["level"] = level
     event_dict["timestamp"] = _lines.timestamp()
     if exc_info is not None:
-        import traceback  # loaded on the first failure, not by every traced program
-
-        text = "".join(
-            traceback.format_exception(type(exc_info), exc_info, exc_info.__traceback__)
-        )
-        event_dict["exception"] = text[:-1] if text.endswith("\n") else text
+        event_dict["exception"] = _exception_text(exc_info)
     return json.dumps(event_dict, default=repr)
+
+
+def _exception_text(exc: BaseException) -> str:
+    """A ``process failed`` line's ``exception``: the traceback, as the span's ``exception``
+    event has it (secrets cleaned), without its last newline."""
+    text = _span.traceback_text(exc)
+    return text[:-1] if text.endswith("\n") else text

@@ -245,16 +245,19 @@ def run_call(
                 return target(*args, **kwargs)
         return target(*args, **kwargs)
     status, message = _span.STATUS_UNSET, ""
+    pid = _ids.pid()
     cpu0 = time.thread_time_ns()  # this thread's: other threads' work is not the call's
     try:
         with _span.activate(span):
             return target(*args, **kwargs)
     except BaseException as exc:
-        status, message = _outcome.failed_status(span, exc)
+        if _ids.pid() == pid:
+            status, message = _outcome.failed_status(span, exc)
         raise
     finally:
-        cpu = (time.thread_time_ns() - cpu0) // 1000 / 1e6  # in whole µs
-        span.end(status, message, {names.TASK_CPU: cpu} if span.sampled else None)
+        if _ids.pid() == pid:  # else a copy made by os.fork() in the call: not its span
+            cpu = (time.thread_time_ns() - cpu0) // 1000 / 1e6  # in whole µs
+            span.end(status, message, {names.TASK_CPU: cpu} if span.sampled else None)
 
 
 async def await_call(
@@ -272,14 +275,17 @@ async def await_call(
     if span is None:
         return await target(*args, **kwargs)
     status, message = _span.STATUS_UNSET, ""
+    pid = _ids.pid()
     try:
         with _span.activate(span):
             return await target(*args, **kwargs)
     except BaseException as exc:
-        status, message = _outcome.failed_status(span, exc)
+        if _ids.pid() == pid:
+            status, message = _outcome.failed_status(span, exc)
         raise
     finally:
-        span.end(status, message)
+        if _ids.pid() == pid:  # else a copy made by os.fork() in the call: not its span
+            span.end(status, message)
 
 
 def run_process(
@@ -329,32 +335,25 @@ def run_process(
     started = time.perf_counter()
     status, message, exit_code = _span.STATUS_UNSET, "", 0
     failure: BaseException | None = None
+    pid = attributes[names.PID]
     with _span.activate(span):
         _logs.emit("info", "process started", args=shown_args, kwargs=shown_kwargs)
         try:
             return target(*args, **kwargs)
         except SystemExit as exc:
-            exit_code = _outcome.exit_code(exc)
-            if exit_code != 0:
-                status, message = _span.STATUS_ERROR, f"sys.exit({exc.code!r})"
+            exit_code = _outcome.exit_code(exc, carrier["start_method"])
+            status, message = _outcome.exited_status(exc, exit_code)
             raise
         except BaseException as exc:
             failure, exit_code = exc, 1
-            status, message = _outcome.failed_status(span, exc)
+            if _ids.pid() == pid:
+                status, message = _outcome.failed_status(span, exc)
             raise
         finally:
-            duration_ms = round((time.perf_counter() - started) * 1000, 3)
-            if failure is not None:
-                _logs.emit(
-                    "error",
-                    "process failed",
-                    exc_info=failure,
-                    duration_ms=duration_ms,
-                    exit_code=exit_code,
-                )
-            elif exit_code:  # sys.exit(n), n not 0: a failure, as its span says
-                _logs.emit("error", "process failed", duration_ms=duration_ms, exit_code=exit_code)
-            else:
-                _logs.emit("info", "process finished", duration_ms=duration_ms, exit_code=exit_code)
-            use = _usage.process_use(carrier["start_method"]) if span.sampled else {}
-            span.end(status, message, {names.EXIT_CODE: exit_code, **use})
+            # A copy of this process made by os.fork() in the target (not by
+            # multiprocessing) ends here too: this span and its lines are not its own.
+            if _ids.pid() == pid:
+                duration_ms = round((time.perf_counter() - started) * 1000, 3)
+                _outcome.log_end(duration_ms, exit_code, failure)
+                use = _usage.process_use(carrier["start_method"]) if span.sampled else {}
+                span.end(status, message, {names.EXIT_CODE: exit_code, **use})

@@ -159,19 +159,16 @@ class Span:
         return span
 
     def record_exception(self, exc: BaseException) -> None:
-        """Add the OpenTelemetry ``exception`` event: type, message and stack trace."""
-        import traceback  # loaded on the first failure, not by every traced program
-
+        """Add the OpenTelemetry ``exception`` event: type, message and stack trace, cleaned of
+        secrets as argument reprs are (``cleaned``)."""
         self.events.append(
             (
                 "exception",
                 time.time_ns(),
                 {
                     "exception.type": _qualified(type(exc)),
-                    "exception.message": _message(exc),
-                    "exception.stacktrace": "".join(
-                        traceback.format_exception(type(exc), exc, exc.__traceback__)
-                    ),
+                    "exception.message": cleaned(exception_message(exc)),
+                    "exception.stacktrace": traceback_text(exc),
                 },
             )
         )
@@ -226,11 +223,27 @@ def _qualified(kind: type) -> str:
     return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
 
 
-def _message(exc: BaseException) -> str:
+def exception_message(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in when that raises (as it is, secrets not cleaned)."""
     try:
         return str(exc)
     except Exception:
         return f"<unprintable {type(exc).__name__}>"
+
+
+def traceback_text(exc: BaseException) -> str:
+    """The formatted traceback of ``exc``, cleaned of secrets (``cleaned``)."""
+    import traceback  # loaded on the first failure, not by every traced program
+
+    return cleaned("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+
+
+def cleaned(text: str) -> str:
+    """What an exception says (message, stack trace, a status message made of them) with the
+    secrets argument reprs are cleaned of replaced by ``[REDACTED]`` (``redact_text``)."""
+    from .._core.redact import redact_text  # every traced process has it: no import cost
+
+    return redact_text(text)
 
 
 # The span proctrace made current in this thread of this process (or None).

@@ -123,12 +123,15 @@ def run(plan: _Plan, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
         result = plan.target(*args, **kwargs)
     except BaseException as exc:
         _leave(span, state)
-        cpu = (_thread_time() - cpu0) // 1000 / 1e6
-        status, message = _outcome.failed_status(span, exc)
-        _end(span, plan, shown_args, shown_kwargs, status, message, cpu)
+        if _pid[0] == plan.pid:  # else a copy made by os.fork() in the task: not its span
+            cpu = (_thread_time() - cpu0) // 1000 / 1e6
+            status, message = _outcome.failed_status(span, exc)
+            _end(span, plan, shown_args, shown_kwargs, status, message, cpu)
         raise
     _leave(span, state)
     cpu = (_thread_time() - cpu0) // 1000 / 1e6
+    if _pid[0] != plan.pid:  # a copy made by os.fork() in the task: not its span
+        return result
     if span.events or span.attributes:  # log events, or a count of those dropped
         _end(span, plan, shown_args, shown_kwargs, _span.STATUS_UNSET, "", cpu)
         return result

@@ -108,7 +108,7 @@ def install() -> None:
 
     @functools.wraps(original_is_alive)
     def is_alive(self: process.BaseProcess) -> bool:
-        alive = original_is_alive(self)
+        alive: bool = original_is_alive(self)
         if not alive:  # it may have reaped the child just now (a pool's exit does so)
             carrier = self.__dict__.get(names.CARRIER_ATTR)
             if carrier is not None and _starter().REAPED not in carrier:

@@ -7,7 +7,7 @@ scheduler or another traced program) continues that trace: the main span's
 parent is the span named there. The run's sampler (or the application
 provider's) decides once, here, for the whole trace. At exit the span says how
 the program ended: an uncaught exception (ERROR with an ``exception`` event),
-``sys.exit(n)`` with n != 0, or Ctrl-C.
+``sys.exit(n)`` whose exit status (``n & 0xFF``) is not 0, or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import sys
 from types import TracebackType
 from typing import Any
 
+from .._child import outcome as _outcome
 from .._child import span as _span
 from .._child import usage as _usage
 from .._core import config as _config
@@ -111,16 +112,16 @@ class Outcome:
             self.status, self.message = names.STATUS_ERROR, INTERRUPTED
             return
         self.status, self.code = names.STATUS_ERROR, 1
-        self.message = f"{type(exc).__name__}: {exc}"
+        self.message = _outcome.failure_message(exc)
 
     def exited(self, code: object) -> None:
-        """``sys.exit(code)``: the rule the interpreter applies to an exit code."""
+        """``sys.exit(code)``: the status the program exits with, as the OS reports it
+        (``sys.exit(256)`` is 0, ``sys.exit(-1)`` 255)."""
         if self.exception is not None:
             return
-        value = 0 if code is None else code if isinstance(code, int) else 1
-        self.code = value
-        if value != 0:
-            self.status, self.message = names.STATUS_ERROR, f"sys.exit({code!r})"
+        self.code = _outcome.exit_status(code)
+        if self.code != 0:
+            self.status, self.message = names.STATUS_ERROR, _span.cleaned(f"sys.exit({code!r})")
         else:
             self.status, self.message = names.STATUS_UNSET, ""
 

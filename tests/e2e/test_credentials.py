@@ -80,3 +80,107 @@ def test_credentials_in_arguments_reach_neither_the_span_nor_the_log(run_script,
     own = [line for line in run.stderr.splitlines() if '"connecting"' not in line]
     assert own and "S3CR3T" not in "\n".join(own)
     assert "db.internal" in run.stderr and "api.example.com" in run.stderr
+
+
+EXCEPTIONS = """
+import logging, multiprocessing, os, sys
+from proctrace import traced
+
+def quiet():
+    # The program's own prints (logging's last resort, multiprocessing's and python's
+    # tracebacks) go to sys.stderr: away with them, so what is left there is proctrace's.
+    sys.stderr = open(os.devnull, "w")
+
+@traced
+def helper():
+    raise RuntimeError("helper failed: token=TOK-CALL")
+
+def work():
+    quiet()
+    log = logging.getLogger("app")
+    log.warning("connecting with password=%s", "PW-LOGGED")
+    try:
+        helper()
+    except RuntimeError:
+        pass
+    try:
+        raise RuntimeError("login failed: token=TOK-XYZ")
+    except RuntimeError:
+        log.exception("login")
+        raise
+
+def task(x):
+    raise ValueError(f"task {x} failed: api_key=KEY-TASK")
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(sys.argv[1])
+    p = ctx.Process(target=work)
+    p.start(); p.join()
+    with ctx.Pool(1) as pool:
+        try:
+            pool.apply(task, (1,))
+        except ValueError:
+            pass
+    quiet()
+    raise RuntimeError("main failed: password=PW-MAIN")
+"""
+LEAKS = ("TOK-", "PW-", "KEY-")
+
+
+def _run_traced(tmp_path, receiver, method, log_format):
+    import subprocess
+    import sys
+
+    from conftest import Run, clean_env
+
+    script = tmp_path / "prog.py"
+    script.write_text(EXCEPTIONS)
+    env = clean_env(**receiver.env(), PROCTRACE_LOG_FORMAT=log_format)
+    proc = subprocess.run(
+        [sys.executable, "-m", "proctrace", "run", str(script), method],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+def test_secrets_in_exceptions_reach_neither_the_spans_nor_the_lines(tmp_path, receiver, method):
+    """An exception's message and stack trace are cleaned as argument reprs are, everywhere
+    proctrace records one: a process span's status message and `exception` event, a called
+    span's, a pool task's, the main span's, the `process failed` line's traceback; so is a
+    stdlib log record's message, which names its span event."""
+    run = _run_traced(tmp_path, receiver, method, "json")
+    assert run.returncode == 1, run.stderr
+    spans = by_name(settle(receiver, 5))
+    everything = repr([(s.name, s.status_message, s.attributes, s.events)
+                       for group in spans.values() for s in group])
+    assert not [leak for leak in LEAKS if leak in everything], everything
+    assert not [leak for leak in LEAKS if leak in run.stderr], run.stderr
+
+    (work,) = spans["work"]
+    assert work.status_message == "RuntimeError: login failed: token=[REDACTED]"
+    (exception,) = [e for e in work.events if e.name == "exception"]
+    assert exception.attributes["exception.message"] == "login failed: token=[REDACTED]"
+    assert 'RuntimeError("login failed: token=[REDACTED]")' in str(
+        exception.attributes["exception.stacktrace"]
+    )
+    assert "connecting with password=[REDACTED]" in [e.name for e in work.events]
+    (helper,) = spans["helper"]
+    assert helper.status_message == "RuntimeError: helper failed: token=[REDACTED]"
+    (task,) = spans["task"]
+    assert task.status_message == "ValueError: task 1 failed: api_key=[REDACTED]"
+    (main,) = spans["prog"]
+    assert main.status_message == "RuntimeError: main failed: password=[REDACTED]"
+    assert "password=[REDACTED]" in str(main.events[0].attributes["exception.stacktrace"])
+
+    (failed,) = run.events("process failed")
+    assert "RuntimeError: login failed: token=[REDACTED]" in failed["exception"]
+
+
+def test_the_failure_line_is_cleaned_on_the_console_too(tmp_path, receiver):
+    """With structlog's console renderer (the lines go through structlog), the
+    `process failed` line's traceback is cleaned the same way."""
+    run = _run_traced(tmp_path, receiver, "fork", "console")
+    assert run.returncode == 1, run.stderr
+    assert "process failed" in run.stderr
+    assert "login failed: token=[REDACTED]" in run.stderr
+    assert not [leak for leak in LEAKS if leak in run.stderr], run.stderr

@@ -174,3 +174,49 @@ def test_a_fork_that_fails_ends_its_span_with_the_error(run_script, receiver):
     assert ran.status_code == "UNSET"
     assert ran.attributes["process.exit.code"] == 0
     assert ran.attributes["process.pid"] > 0
+
+
+EXIT_STATUSES = """
+import json, multiprocessing, sys
+from proctrace import traced
+
+@traced
+def leave(code):
+    sys.exit(code)
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(sys.argv[1])
+    seen = {}
+    for name, code in (("True", True), ("256", 256), ("-1", -1), ("text", "bye"), ("None", None)):
+        p = ctx.Process(target=leave, args=(code,), name=name)
+        p.start(); p.join()
+        seen[name] = p.exitcode
+    print(json.dumps(seen))
+"""
+
+
+def test_the_exit_code_is_the_status_the_os_reports(run_script, receiver, method):
+    """sys.exit(True) exits 1, sys.exit(256) exits 0, sys.exit(-1) exits 255 and
+    sys.exit("bye") exits 1: the span's process.exit.code and the last line's exit_code are
+    that int (never a bool, never the code as given), the same as p.exitcode, and the span
+    is ERROR with a `process failed` line only when it is not 0."""
+    run = run_script(EXIT_STATUSES, method, env={**receiver.env(), "PROCTRACE_LOG_FORMAT": "json"})
+    assert run.returncode == 0, run.stderr
+    seen = __import__("json").loads(run.stdout)
+    assert seen == {"True": 1, "256": 0, "-1": 255, "text": 1, "None": 0}
+    spans = {s.attributes["proctrace.process.name"]: s for s in settle(receiver, 6)
+             if s.name == "leave"}
+    lines = {e["process_name"]: e for e in run.logs if e.get("event") != "process started"}
+    for name, code in seen.items():
+        span, line = spans[name], lines[name]
+        assert type(span.attributes["process.exit.code"]) is int, (name, span.attributes)
+        assert span.attributes["process.exit.code"] == code, name
+        assert type(line["exit_code"]) is int and line["exit_code"] == code, (name, line)
+        if code:
+            assert span.status_code == "ERROR", name
+            assert line["event"] == "process failed" and line["level"] == "error", line
+        else:
+            assert span.status_code == "UNSET", (name, span.status_message)
+            assert line["event"] == "process finished" and line["level"] == "info", line
+    assert spans["-1"].status_message == "sys.exit(-1)"
+    assert spans["True"].status_message == "sys.exit(True)"

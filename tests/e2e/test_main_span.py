@@ -26,6 +26,8 @@ if __name__ == "__main__":
         sys.exit(0)
     if how == "interrupt":
         raise KeyboardInterrupt
+    if how.startswith("exit:"):
+        sys.exit(eval(how[5:]))
 """
 
 
@@ -37,6 +39,10 @@ if __name__ == "__main__":
         ("raise", "ERROR", "ValueError: bad input", 1),
         ("exit3", "ERROR", "sys.exit(3)", 3),
         ("interrupt", "ERROR", "interrupted (KeyboardInterrupt)", None),
+        # The status the OS reports (the shell's $?), not the code as given.
+        ("exit:256", "UNSET", "", 0),
+        ("exit:-1", "ERROR", "sys.exit(-1)", 255),
+        ("exit:True", "ERROR", "sys.exit(True)", 1),
     ],
 )
 def test_the_main_span_says_how_the_program_ended(
@@ -46,12 +52,14 @@ def test_the_main_span_says_how_the_program_ended(
     main span as ERROR, with the exit code where there is one; a normal end stays UNSET."""
     run = run_script(ENDINGS, how, env=receiver.env())
     assert run.returncode == {"normal": 0, "exit0": 0, "raise": 1, "exit3": 3}.get(
-        how, run.returncode
+        how, code if how.startswith("exit:") else run.returncode
     )
     main = by_name(settle(receiver, 2))["prog"][0]
     assert main.status_code == status
     assert main.status_message == message
     assert main.attributes.get("process.exit.code") == code
+    if code is not None:
+        assert type(main.attributes["process.exit.code"]) is int
     events = [e.name for e in main.events]
     assert events == (["exception"] if how == "raise" else [])
     if how == "raise":
@@ -75,6 +83,26 @@ def test_proctrace_run_sees_a_raised_system_exit(tmp_path, receiver):
     main = by_name(settle(receiver, 2))["job"][0]
     assert main.status_code == "ERROR"
     assert main.attributes["process.exit.code"] == 4
+
+
+@pytest.mark.parametrize("code, status, shell", [("256", "UNSET", 0), ("-1", "ERROR", 255)])
+def test_proctrace_run_records_the_status_the_shell_sees(tmp_path, receiver, code, status, shell):
+    """Under proctrace run, `raise SystemExit(256)` exits 0 and `raise SystemExit(-1)` 255:
+    the main span's process.exit.code is that status, ERROR only when it is not 0."""
+    import subprocess
+
+    script = tmp_path / "job.py"
+    script.write_text(ENDINGS.replace('if how == "raise":', 'if how == "sysexit":\n'
+                      f'        raise SystemExit({code})\n    if how == "raise":'))
+    proc = subprocess.run(
+        [sys.executable, "-m", "proctrace", "run", str(script), "sysexit"],
+        cwd=tmp_path, env=clean_env(**receiver.env()), capture_output=True, text=True,
+        timeout=60,
+    )
+    assert proc.returncode == shell, proc.stderr
+    main = by_name(settle(receiver, 2))["job"][0]
+    assert main.status_code == status
+    assert main.attributes["process.exit.code"] == shell
 
 
 HANDED_IN = """

@@ -367,3 +367,87 @@ def test_killed_child_still_has_a_span_marked_abnormal(run_script, receiver, met
     assert span.status_code == "ERROR"
     assert "ended before its span" in span.status_message
     assert span.attributes["proctrace.abnormal_end"] is True
+
+
+RAW_FORKS = """
+import multiprocessing, os, sys
+from proctrace import traced
+
+@traced
+def step(i):
+    return i
+
+@traced
+def inner():
+    pid = os.fork()
+    if pid == 0:
+        sys.exit(3)  # the copy leaves inner's span by SystemExit: not its span to end
+    os.waitpid(pid, 0)
+
+@traced
+def task():
+    pid = os.fork()
+    if pid == 0:
+        sys.exit(4)  # the copy of a pool worker, inside the task's span
+    os.waitpid(pid, 0)
+    return "task"
+
+@traced
+def work(x):
+    inner()
+    for how in ("exit", "return", "raise"):
+        pid = os.fork()  # a raw copy of this child, not a process of multiprocessing's
+        if pid == 0:
+            sys.stderr = open(os.devnull, "w")  # multiprocessing's traceback, in the copy
+            print("copy", how, os.getpid(), flush=True)
+            if how == "exit":
+                step(1)  # a new call in the copy: a span of its own
+                sys.exit(5)
+            if how == "raise":
+                raise ValueError("the copy")
+            return x  # through the wrapper, as the target's own return
+        os.waitpid(pid, 0)
+    return x
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(sys.argv[1])
+    p = ctx.Process(target=work, args=(1,))
+    p.start(); p.join()
+    print("child", p.pid, p.exitcode, flush=True)
+    with ctx.Pool(1) as pool:
+        print(pool.apply(task), flush=True)
+"""
+
+
+def test_a_raw_fork_copy_of_a_traced_process_ends_none_of_its_spans(run_script, receiver, method):
+    """os.fork() called by the program inside a target makes a copy of the child that leaves
+    the target too (by sys.exit, a return, an exception): the copy writes no lifecycle line
+    and ends no span of the process it was copied from (the process span, a called span, a
+    pool task's span); a traced call the copy makes is a span of its own, under the
+    child's."""
+    run = run_script(RAW_FORKS, method, env={**receiver.env(), "PROCTRACE_LOG_FORMAT": "json"})
+    assert run.returncode == 0, run.stderr
+    words = [line.split() for line in run.stdout.splitlines()]
+    (child,) = [w for w in words if w[0] == "child"]
+    child_pid = int(child[1])
+    assert child[2] == "0"
+    copies = {w[1]: int(w[2]) for w in words if w[0] == "copy"}
+    assert sorted(copies) == ["exit", "raise", "return"]
+    assert ["task"] in words
+
+    lines = [e for e in run.logs if e.get("function") == "__main__.work"]
+    assert [e["event"] for e in lines] == ["process started", "process finished"], lines
+    assert all(e["pid"] == child_pid for e in lines)
+    assert not run.events("process failed")
+
+    # main, work, inner, step (in the copy), the pool worker and its task
+    spans = by_name(settle(receiver, 6))
+    (work,) = spans["work"]
+    assert work.status_code == "UNSET" and work.attributes["process.exit.code"] == 0
+    (inner,) = spans["inner"]
+    assert inner.status_code == "UNSET" and inner.parent_span_id == work.span_id
+    (task,) = spans["task"]
+    assert task.status_code == "UNSET", task.status_message
+    (step,) = spans["step"]
+    assert step.attributes["process.pid"] == copies["exit"] != child_pid
+    assert step.parent_span_id == work.span_id
