@@ -325,6 +325,8 @@ class Collector:
             self._fates.exited(
                 record["span"], record["value"], record.get("pid"), record.get("at")
             )
+        elif record["k"] == "exec":
+            self._fates.execed(record["span"])
         elif record["k"] == "ring":
             self._ring(conn)
         elif record["k"] == "shutdown":

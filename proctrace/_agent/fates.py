@@ -41,7 +41,9 @@ _STATUS_UNSET, _STATUS_ERROR = names.STATUS_UNSET, names.STATUS_ERROR
 
 
 class _Fate:
-    __slots__ = ("code", "deadline", "ended_ns", "pid", "reaped_ns", "record", "signal", "state")
+    __slots__ = (
+        "code", "deadline", "ended_ns", "execed", "pid", "reaped_ns", "record", "signal", "state",
+    )
 
     def __init__(self, state: str, record: SpanData | None) -> None:
         self.state = state  # announced | open | dying | held
@@ -54,6 +56,7 @@ class _Fate:
         # When the starter's join() reaped it: the process had ended by then, however late
         # the agent noticed (an agent still starting up notices nothing for ~0.2 s).
         self.reaped_ns: int | None = None
+        self.execed = False  # it replaced its program (os.exec*): it lives on after its EOF
 
 
 class Fates:
@@ -148,6 +151,13 @@ class Fates:
         else:
             _note_pid(fate, pid)
 
+    def execed(self, span_id: str) -> None:
+        """The process is about to replace its program (``os.exec*``): its connection ends
+        there, the process does not. Its span waits for the exit code ``join()`` sees."""
+        fate = self._fates.get(span_id)
+        if fate is not None and fate.state == "open":
+            fate.execed = True
+
     def signalled(self, span_id: str, signum: int, pid: int | None = None) -> None:
         fate = self._fates.get(span_id)
         if fate is None:
@@ -202,6 +212,8 @@ class Fates:
         fate.ended_ns = time.time_ns()
         if fate.code is not None:
             self._end(span_id, fate, ABNORMAL)
+        elif fate.execed:  # the exec'd program runs on: its end is join()'s (or the run's)
+            fate.state, fate.deadline = "dying", None
         else:
             # Wait for the starter's join() to say what the exit code was, and when it
             # reaped the process: briefly after a signal it sent (join() follows it).
@@ -252,6 +264,9 @@ class Fates:
         _note_pid(fate, None)
         attrs = record["attrs"]
         status, code = _STATUS_ERROR, fate.code
+        if fate.execed and fate.signal is None and self.group_signal is None:
+            self._end_execed(record, fate)
+            return
         if self.group_signal is not None and fate.signal is None:
             stop = signal_name(self.group_signal)
             attrs[names.STOPPED_BY] = stop
@@ -283,6 +298,24 @@ class Fates:
         record["end"] = end
         record["status"] = status
         record["message"] = why
+        self._emit(record)
+
+
+    def _end_execed(self, record: SpanData, fate: _Fate) -> None:
+        """A process that replaced its program: ended when ``join()`` reaped it, its status
+        the exit code's (the program it became has no span of proctrace's to end)."""
+        attrs = record["attrs"]
+        attrs[names.EXEC] = True
+        code = fate.code
+        record["status"], record["message"] = _STATUS_UNSET, ""
+        if code is None:  # the traced program ended first
+            attrs[names.RUNNING_AT_EXIT] = True
+        else:
+            attrs[names.EXIT_CODE] = code
+            if code != 0:
+                record["status"] = _STATUS_ERROR
+                record["message"] = f"the program it exec'd exited with code {code}"
+        record["end"] = fate.reaped_ns or time.time_ns()
         self._emit(record)
 
 

@@ -36,12 +36,12 @@ def run(
     kwargs: Mapping[str, Any],
 ) -> Any:
     """``run_process()`` in a fork child whose start its starter prepared."""
-    proc.__dict__[names.ENTERED_ATTR] = True
+    pid = _ids.pid()
+    proc.__dict__[names.ENTERED_ATTR] = pid  # whose span is open (an exec reports it)
     _wire.adopt(prepared.path, prepared.sock)
     span = prepared.span
     plan = prepared.plan
     settings = plan.settings
-    pid = _ids.pid()
     keys = prepared.keys
     keys["pid"] = pid
     _logs.forked(keys, plan.json_lines)

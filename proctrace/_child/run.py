@@ -301,7 +301,7 @@ def run_process(
     if prepared is not None:  # a fork child: its start was done by its starter (which
         # loaded the module that runs it: see prepare_fork)
         return _modules[names.FORKED_MODULE].run(proc, prepared, target, args, kwargs)
-    setattr(proc, names.ENTERED_ATTR, True)
+    setattr(proc, names.ENTERED_ATTR, _ids.pid())  # whose span is open (see _hooks.environ)
     settings = carrier_settings(carrier)
     parent = parse_traceparent(carrier["traceparent"])
     if settings.disabled or parent is None:

@@ -23,6 +23,7 @@ KWARGS_PREFIX = "proctrace.kwargs."
 TERMINATED = "proctrace.terminated"
 ABNORMAL_END = "proctrace.abnormal_end"
 STOPPED_BY = "proctrace.stopped_by"  # the signal the whole process group was stopped with
+EXEC = "proctrace.exec"  # the process replaced its program (os.exec*) while its span was open
 RUNNING_AT_EXIT = "proctrace.running_at_exit"  # a pool worker still running at exit
 DROPPED_LOG_EVENTS = "proctrace.dropped_log_events"
 # What a process used, measured by the process itself at the end of its span (_child/usage).

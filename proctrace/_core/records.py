@@ -107,7 +107,7 @@ class ReportRecord(TypedDict):
     """The starter's report: the signal it sends a child, the exit code it reaped, or (``pid``,
     the value the child's pid) that a fork child whose span it opened exists."""
 
-    k: Literal["signal", "exited", "pid"]
+    k: Literal["signal", "exited", "pid", "exec"]
     span: str
     value: int
     pid: NotRequired[int]  # the child's
@@ -259,6 +259,7 @@ _FIELDS: dict[str, tuple[tuple[str, Check], ...]] = {
     "signal": (("span", _id16), ("value", _int)),
     "exited": (("span", _id16), ("value", _int)),
     "pid": (("span", _id16), ("value", _int)),
+    "exec": (("span", _id16), ("value", _int)),
     "ring": (),
     "shutdown": (),
 }

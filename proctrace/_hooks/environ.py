@@ -11,12 +11,13 @@ patches are installed when the program imports ``subprocess``; ``os.execv``/``os
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
 from .._child import span as _span
-from .._core import onimport
+from .._core import names, onimport
 from .._core.ids import parse_traceparent, traceparent
 from . import registry
 
@@ -68,6 +69,7 @@ def install() -> None:
     execv, execve = registry.original(os, "execv"), registry.original(os, "execve")
 
     def patched_execv(path: Any, args: Any) -> None:
+        _note_exec()
         env = _with_context(None)
         if env is None:
             execv(path, args)
@@ -75,11 +77,30 @@ def install() -> None:
             execve(path, args, env)
 
     def patched_execve(path: Any, args: Any, env: Any) -> None:
+        _note_exec()
         execve(path, args, _with_context(env) or env)
 
     registry.patch(os, "execv", patched_execv)
     registry.patch(os, "execve", patched_execve)
     onimport.when_imported("subprocess", _patch_popen)
+
+
+def _note_exec() -> None:
+    """In a traced child about to replace its program: tell the collector, whose only sign
+    of the process (its connection, closed on exec) is about to end while the process lives
+    on. Its span then ends when ``join()`` reaps it, with the exit code of the new program."""
+    mp = sys.modules.get("multiprocessing")
+    if mp is None:
+        return
+    proc = mp.current_process()
+    entered = proc.__dict__.get(names.ENTERED_ATTR)  # the pid whose span is open
+    carrier = proc.__dict__.get(names.CARRIER_ATTR)
+    if entered != os.getpid() or not isinstance(carrier, dict) or "span" not in carrier:
+        return  # not a traced child's own span (the main program, a raw os.fork() copy)
+    if carrier.get("sampled", True):
+        from .._child import wire
+
+        wire.send_report("exec", carrier["span"], entered, None)
 
 
 def _patch_popen(module: ModuleType) -> None:
@@ -99,8 +120,6 @@ def _patch_popen(module: ModuleType) -> None:
 def uninstall() -> None:
     global _active
     _active = False
-    import sys
-
     subprocess = sys.modules.get("subprocess")
     owners: tuple[Any, ...] = (os,) if subprocess is None else (os, subprocess.Popen)
     registry.restore(owners)

@@ -231,3 +231,47 @@ def test_warnings_as_errors_and_dev_mode_see_no_warning_of_proctrace(run_script,
     assert "Warning" not in run.stderr and "Exception ignored" not in run.stderr, run.stderr
     spans = by_name(settle(receiver, 7))  # prog, child, the grandchild, 3 tasks, the worker
     assert len(spans["leaf"]) == 4 and len(spans["child"]) == 1
+
+
+EXEC = """
+import os, sys, time, multiprocessing as mp
+from proctrace import traced
+
+@traced
+def fails():
+    os.execv("/bin/sh", ["sh", "-c", "sleep 0.2; exit 5"])
+
+@traced
+def succeeds():
+    os.execv("/bin/sh", ["sh", "-c", "sleep 0.1"])
+
+if __name__ == "__main__":
+    ctx = mp.get_context(sys.argv[1])
+    for target in (fails, succeeds):
+        p = ctx.Process(target=target); p.start(); p.join()
+        print(target.__name__, p.exitcode)
+"""
+
+
+def test_a_child_that_execs_another_program_is_one_span_to_its_real_end(
+    run_script, receiver, method
+):
+    """A traced child that replaces its program (os.execv): its connection ends at the exec,
+    the process does not. Its span lasts until the exec'd program ended (join() reaped it),
+    with that program's exit code and a status that says so; never "ended before its span
+    did" (nothing was killed)."""
+    run = run_script(EXEC, method, env=receiver.env())
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["fails", "5", "succeeds", "0"]
+    spans = by_name(settle(receiver, 3))
+    (fails,) = spans["fails"]
+    assert fails.status_code == "ERROR"
+    assert fails.status_message == "the program it exec'd exited with code 5"
+    assert fails.attributes["process.exit.code"] == 5
+    assert fails.attributes["proctrace.exec"] is True
+    assert "proctrace.abnormal_end" not in fails.attributes
+    assert fails.duration_ms >= 190, fails.duration_ms  # the exec'd program's 0.2 s too
+    (succeeds,) = spans["succeeds"]
+    assert succeeds.status_code == "UNSET" and succeeds.status_message == ""
+    assert succeeds.attributes["process.exit.code"] == 0
+    assert succeeds.duration_ms >= 90, succeeds.duration_ms
