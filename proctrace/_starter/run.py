@@ -13,7 +13,7 @@ import os
 import socket
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .._child import run as _child_run
 from .._child import span as _span
@@ -297,6 +297,12 @@ def ensure() -> Runtime | None:
     global _runtime
     with _lock:
         if _runtime is not None and _runtime.pid == os.getpid():
+            return _runtime
+        if _runtime is not None and is_main_program():  # a copy made by os.fork() itself
+            from .copies import CopyRuntime
+
+            _runtime = cast(Runtime, CopyRuntime(_runtime))
+            _schedule_exit()  # multiprocessing runs no finalizer made in another process
             return _runtime
         chosen = settings()
         if chosen.disabled or _unavailable:

@@ -303,3 +303,67 @@ def test_a_program_started_from_a_traced_child_continues_the_trace(
     assert inner_main.parent_span_id == child.span_id
     assert leaf.parent_span_id == inner_main.span_id
     assert "chosen 00-" + "1" * 32 + "-" + "2" * 16 + "-01" in run.stdout
+
+
+RAW_FORK = """
+import os, sys, multiprocessing as mp
+from proctrace import traced
+
+@traced
+def work(x):
+    return x
+
+if __name__ == "__main__":
+    p = mp.Process(target=work, args=(0,)); p.start(); p.join()
+    copies = []
+    for how in ("exit", "quiet", "os_exit"):
+        pid = os.fork()
+        if pid == 0:  # a copy of the program made by os.fork() itself, not multiprocessing
+            if how != "quiet":
+                q = mp.Process(target=work, args=(how,)); q.start(); q.join()
+            if how == "os_exit":
+                os._exit(0)
+            sys.exit(4)
+        copies.append(pid)
+    print("copies", [os.waitstatus_to_exitcode(os.waitpid(c, 0)[1]) for c in copies])
+"""
+
+
+@pytest.mark.parametrize("runner", ["decorator", "proctrace run"])
+def test_a_copy_made_by_os_fork_is_a_process_of_the_same_run(tmp_path, receiver, runner):
+    """os.fork() in the main program: a copy that traces something is a process of the same
+    trace, under the main span (not a second run with its own trace and exit line): its own
+    span, its children under it, ended as the copy ended (sys.exit(4): ERROR, 4), or by the
+    agent when it left by os._exit(); a copy that traces nothing adds no span."""
+    import subprocess
+
+    script = tmp_path / "job.py"
+    script.write_text(RAW_FORK)
+    command = [sys.executable, str(script)]
+    if runner == "proctrace run":
+        command[1:1] = ["-m", "proctrace", "run"]
+    proc = subprocess.run(
+        command, cwd=tmp_path, env=clean_env(**receiver.env()), capture_output=True,
+        text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "copies [4, 4, 0]" in proc.stdout
+    spans = by_name(settle(receiver, 6))  # main, 3 work, 2 copies
+    (main,) = [s for s in spans["job"] if s.parent_span_id is None]
+    copies = [s for s in spans["job"] if s.parent_span_id is not None]
+    assert len(copies) == 2
+    assert {s.trace_id for group in spans.values() for s in group} == {main.trace_id}
+    assert all(c.parent_span_id == main.span_id for c in copies)
+    assert all(c.attributes["proctrace.start_method"] == "os.fork" for c in copies)
+    assert all(c.attributes["process.parent_pid"] == main.attributes["process.pid"]
+               for c in copies)
+    by_pid = {c.attributes["process.pid"]: c for c in copies}
+    work = {s.attributes["proctrace.args"][0]: s for s in spans["work"]}
+    assert work["0"].parent_span_id == main.span_id
+    exited = by_pid[work["'exit'"].attributes["process.parent_pid"]]
+    assert work["'exit'"].parent_span_id == exited.span_id
+    assert exited.status_code == "ERROR" and exited.attributes["process.exit.code"] == 4
+    left = by_pid[work["'os_exit'"].attributes["process.parent_pid"]]
+    assert work["'os_exit'"].parent_span_id == left.span_id
+    assert left.attributes.get("proctrace.abnormal_end") is True
+    assert proc.stderr.count("proctrace:") <= 1  # one run: at most one exit line
