@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from .redact import NUMBERS, REDACTED, bounded, is_secret, safe_repr, scrub
+from .redact import NUMBERS, REDACTED, is_secret, safe_repr, scrub
+from .reprs import bounded
 from .spec import code_parameters, signature_key, takes_self
 
 _PARAM_NAMES: dict[Any, tuple[str, ...]] = {}
@@ -51,8 +52,9 @@ def secret_positions(fn: Callable[..., Any], extra: tuple[str, ...]) -> tuple[bo
 
 def _shown(value: object, limit: int, extra: tuple[str, ...]) -> str:
     kind = type(value)
-    if kind in NUMBERS or (kind is str and str.isalnum(value)):  # type: ignore[arg-type]
-        return bounded(value, limit)  # nothing inside to redact
+    short = kind is str and len(value) <= limit  # type: ignore[arg-type]
+    if kind in NUMBERS or (short and str.isalnum(value)):  # type: ignore[arg-type]
+        return bounded(value, limit)  # nothing inside to redact (isalnum reads all of it)
     if kind is str:
         return safe_repr(value, limit, extra)  # its repr is cleaned as text
     return safe_repr(scrub(value, extra), limit, extra)

@@ -16,6 +16,8 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
+from .reprs import Out, Rendered, bounded, render
+
 REDACTED = "[REDACTED]"
 SECRET_WORDS = ("password", "passwd", "secret", "token", "api_key", "apikey", "authorization",
                 "credential", "private_key", "authkey", "auth_key")  # fmt: skip
@@ -23,6 +25,7 @@ _MAX_DEPTH = 6
 _MAX_ATTRS = 64  # attributes of one object searched
 _MAX_STR = 4096  # longer strings are cleaned in their repr only (safe_repr)
 _MARGIN = 1024  # text past the cut still cleaned, so a cut cannot part a secret from its name
+_EAGER = 256  # items scrubbed at once; a value with more is scrubbed as it is shown (_Scrubbing)
 _SECRET_CACHE: dict[tuple[str, tuple[str, ...]], bool] = {}
 
 
@@ -152,7 +155,7 @@ def redact_text(text: str, extra: tuple[str, ...] = ()) -> str:
 
 
 # --- structure -------------------------------------------------------------------------------
-class _Text:
+class _Text(Rendered):
     """Stands in for a value: shown as the given text (an object's cleaned repr, a mark)."""
 
     __slots__ = ("text",)
@@ -160,15 +163,15 @@ class _Text:
     def __init__(self, text: str) -> None:
         self.text = text
 
-    def __repr__(self) -> str:
-        return self.text
+    def render(self, out: Out) -> None:
+        out.add(self.text)
 
 
 _REDACTED = _Text(REDACTED)
 _TOO_DEEP = _Text("[...]")
 
 
-class _Shown:
+class _Shown(Rendered):
     """Stands in for a dataclass, namedtuple or namespace whose secret fields were replaced."""
 
     __slots__ = ("fields", "name")
@@ -177,9 +180,53 @@ class _Shown:
         self.name = name
         self.fields = fields
 
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={v!r}" for k, v in self.fields.items())
-        return f"{self.name}({inner})"
+    def render(self, out: Out) -> None:
+        out.add(self.name + "(")
+        for i, (key, value) in enumerate(self.fields.items()):
+            out.add(f", {key}=" if i else f"{key}=")
+            render(value, out)
+        out.add(")")
+
+
+class _Scrubbing(Rendered):
+    """Stands in for a list, tuple or dict too large to scrub at once: scrubbed as it is
+    shown, so a bounded repr of it searches only the items it shows. Its text is the repr
+    of what ``scrub`` would have returned."""
+
+    __slots__ = ("depth", "extra", "value")
+
+    def __init__(self, value: object, extra: tuple[str, ...], depth: int) -> None:
+        self.value = value
+        self.extra = extra
+        self.depth = depth
+
+    def render(self, out: Out) -> None:
+        _render_scrubbed(self.value, self.extra, self.depth, out)
+
+
+def _render_scrubbed(value: Any, extra: tuple[str, ...], depth: int, out: Out) -> None:
+    """Write ``repr(scrub(value))``: a dict, list or tuple item by item (as ``scrub`` does
+    it, a new one of the same repr), the rest as ``scrub`` returns it."""
+    kind = type(value)
+    items = kind is list or kind is tuple
+    if depth > _MAX_DEPTH or not (kind is dict or items) or not value or (
+        items and _is_pair(value, extra)
+    ):
+        render(_scrub(value, extra, depth, None), out)
+        return
+    out.add("{" if kind is dict else "[" if kind is list else "(")
+    for i, item in enumerate(value.items() if kind is dict else value):
+        if i:
+            out.add(", ")
+        if kind is dict:
+            key, item = item
+            render(key, out)
+            out.add(": ")
+            if is_secret(key, extra):
+                out.add(REDACTED)
+                continue
+        _render_scrubbed(item, extra, depth + 1, out)
+    out.add("}" if kind is dict else "]" if kind is list else ",)" if len(value) == 1 else ")")
 
 
 NUMBERS = (int, float, bool, type(None))
@@ -191,8 +238,29 @@ def scrub(value: object, extra: tuple[str, ...] = (), depth: int = 0) -> object:
     Mappings, dataclass instances, namedtuples, namespaces, lists, tuples and the attributes
     of objects with a custom repr are searched a few levels deep; a pair ``(name, value)``
     with a secret-looking name loses its value; strings get ``redact_text``. The original
-    object is returned untouched when nothing was secret.
+    object is returned untouched when nothing was secret. A value holding more than
+    ``_EAGER`` items in all gets a stand-in that is scrubbed as it is shown instead, so that
+    ``safe_repr`` searches only the part it shows.
     """
+    try:
+        return _scrub(value, extra, depth, [_EAGER])
+    except _TooBig:
+        return _Scrubbing(value, extra, depth)
+
+
+class _TooBig(Exception):
+    """More items than ``scrub`` searches at once."""
+
+
+def _spend(room: list[int] | None, items: int) -> None:
+    if room is not None:
+        room[0] -= items
+        if room[0] < 0:
+            raise _TooBig
+
+
+def _scrub(value: object, extra: tuple[str, ...], depth: int, room: list[int] | None) -> object:
+    """``scrub()``, searching at most ``room[0]`` items (``_TooBig`` past that; None: all)."""
     if depth > _MAX_DEPTH:
         return _TOO_DEEP  # not searched, so not shown
     kind = type(value)
@@ -207,40 +275,45 @@ def scrub(value: object, extra: tuple[str, ...] = (), depth: int = 0) -> object:
             cleaned = redact_text(value, extra)  # type: ignore[arg-type]
             return value if cleaned == value else cleaned
         if isinstance(value, Mapping):
+            _spend(room, len(value))
             changed = False
             out: dict[object, object] = {}
             for key, item in value.items():
-                new = _REDACTED if is_secret(key, extra) else scrub(item, extra, depth + 1)
+                new = _REDACTED if is_secret(key, extra) else _scrub(item, extra, depth + 1, room)
                 changed = changed or new is not item
                 out[key] = new
             return out if changed else value
         dataclasses = sys.modules.get("dataclasses")  # not loaded: no dataclass exists
         if dataclasses and dataclasses.is_dataclass(value) and not isinstance(value, type):
             fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.repr}
-            return _fields(kind.__qualname__, fields, value, extra, depth)
+            return _fields(kind.__qualname__, fields, value, extra, depth, room)
         if isinstance(value, tuple) and isinstance(getattr(kind, "_fields", None), tuple):
             fields = dict(zip(kind._fields, value, strict=False))  # type: ignore[attr-defined]
-            return _fields(kind.__name__, fields, value, extra, depth)
+            return _fields(kind.__name__, fields, value, extra, depth, room)
         if isinstance(value, list | tuple):
-            if (
-                len(value) == 2
-                and type(value[0]) is str
-                and _is_name(value[0])
-                and is_secret(value[0], extra)
-            ):
+            if _is_pair(value, extra):
                 if value[1] is _REDACTED:
                     return value
                 return [value[0], _REDACTED] if isinstance(value, list) else (value[0], _REDACTED)
-            items = [scrub(item, extra, depth + 1) for item in value]
+            _spend(room, len(value))
+            items = [_scrub(item, extra, depth + 1, room) for item in value]
             if any(new is not old for new, old in zip(items, value, strict=True)):
                 return items if isinstance(value, list) else tuple(items)
             return value
         if isinstance(value, types.SimpleNamespace) and kind.__repr__ is _NS_REPR:
             name = "namespace" if kind is types.SimpleNamespace else kind.__name__
-            return _fields(name, dict(vars(value)), value, extra, depth)
-        return _attributes(value, kind, extra, depth)
+            return _fields(name, dict(vars(value)), value, extra, depth, room)
+        return _attributes(value, kind, extra, depth, room)
+    except _TooBig:
+        raise
     except Exception:  # a hostile __eq__, items() or property: keep the original
         return value
+
+
+def _is_pair(value: list[Any] | tuple[Any, ...], extra: tuple[str, ...]) -> bool:
+    """``("Authorization", "Bearer x")``: a name that looks secret, and its value."""
+    name = value[0] if len(value) == 2 else None
+    return type(name) is str and _is_name(name) is not None and is_secret(name, extra)
 
 
 def _is_authkey(kind: type) -> bool:
@@ -254,15 +327,21 @@ _NS_REPR = types.SimpleNamespace.__repr__
 _is_name = re.compile(r"[\w.\-]{1,64}").fullmatch  # ("Authorization", "Bearer x"): a pair
 
 
-def _fields(name: str, fields: dict[str, Any], value: object, extra: Any, depth: int) -> object:
-    shown = {k: _REDACTED if is_secret(k, extra) else scrub(v, extra, depth + 1)
+def _fields(
+    name: str, fields: dict[str, Any], value: object, extra: Any, depth: int,
+    room: list[int] | None,
+) -> object:
+    _spend(room, len(fields))
+    shown = {k: _REDACTED if is_secret(k, extra) else _scrub(v, extra, depth + 1, room)
              for k, v in fields.items()}  # fmt: skip
     if any(shown[k] is not fields[k] for k in fields):
         return _Shown(name, shown)
     return value
 
 
-def _attributes(value: object, kind: type, extra: tuple[str, ...], depth: int) -> object:
+def _attributes(
+    value: object, kind: type, extra: tuple[str, ...], depth: int, room: list[int] | None
+) -> object:
     """An object whose custom repr may show its attributes: the repr text, with the reprs
     of secret attributes' values replaced (named or not) and those of scrubbed ones swapped."""
     default_repr = kind.__repr__ is object.__repr__  # type: ignore[comparison-overlap]
@@ -273,11 +352,12 @@ def _attributes(value: object, kind: type, extra: tuple[str, ...], depth: int) -
         return value
     hidden: list[object] = []
     swapped: list[tuple[object, object]] = []
+    _spend(room, min(len(attrs), _MAX_ATTRS))
     for name, item in list(attrs.items())[:_MAX_ATTRS]:
         if is_secret(name, extra):
             hidden.append(item)
         else:
-            new = scrub(item, extra, depth + 1)
+            new = _scrub(item, extra, depth + 1, room)
             if new is not item:
                 swapped.append((item, new))
     if not hidden and not swapped:
@@ -301,25 +381,6 @@ def _forms(item: object) -> list[str]:
     elif not isinstance(item, bytes | int | float) and len(forms[0]) < 8:
         return []
     return [f for f in forms if len(f) >= 4]
-
-
-def bounded(value: object, limit: int) -> str:
-    """``repr(value)`` cut to ``limit`` characters; never raises."""
-    try:
-        text = repr(value)
-    except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        try:
-            kind = type(value).__name__
-        except Exception:  # pragma: no cover - type() always works on CPython
-            kind = "object"
-        return f"<unrepresentable {kind}: {type(exc).__name__}>"
-    if not isinstance(text, str):  # pragma: no cover - repr() enforces str
-        text = str(text)
-    if len(text) > limit:
-        return text[: limit - 1] + "…"
-    return text
 
 
 def safe_repr(value: object, limit: int, extra: tuple[str, ...] = ()) -> str:
