@@ -4,8 +4,9 @@ run, one more process in it.
 The copy inherits the run's state, its agent's socket among it, but does not own the run: it
 starts no agent of its own (which made it a second trace) and ends no main span. The first
 time it traces something (a process it starts, a traced call) it opens a span of its own,
-under the span current where it was forked, or the run's main span; it ends that span as it
-exits (its outcome seen as the main program's is). A copy that leaves by ``os._exit()``
+under the span current in it then (the one current where it was forked, unless the copy
+made another one current since), or the run's main span; it ends that span as it exits (its
+outcome seen as the main program's is). A copy that leaves by ``os._exit()``
 leaves its span open, and the agent ends it as it ends any process's that did not.
 """
 
@@ -47,7 +48,7 @@ class CopyRuntime:
         self.app_provider: Any = None
         self.outcome = main_span.Outcome()
         self.root: _span.Span | None = None
-        # Where it was forked: the span current there, else the run's main span (if open).
+        # The span current here (where it was forked, mostly), else the run's main span.
         self._under = _span.current_ids() or (
             SpanRef(run.root.trace_id, run.root.span_id, run.root.sampled)
             if run.root is not None
