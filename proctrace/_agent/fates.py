@@ -151,12 +151,13 @@ class Fates:
         else:
             _note_pid(fate, pid)
 
-    def execed(self, span_id: str) -> None:
+    def execed(self, span_id: str, replacing: bool = True) -> None:
         """The process is about to replace its program (``os.exec*``): its connection ends
-        there, the process does not. Its span waits for the exit code ``join()`` sees."""
+        there, the process does not. Its span waits for the exit code ``join()`` sees.
+        ``replacing=False``: the exec failed, and the program runs on as before."""
         fate = self._fates.get(span_id)
         if fate is not None and fate.state == "open":
-            fate.execed = True
+            fate.execed = replacing
 
     def signalled(self, span_id: str, signum: int, pid: int | None = None) -> None:
         fate = self._fates.get(span_id)

@@ -69,38 +69,50 @@ def install() -> None:
     execv, execve = registry.original(os, "execv"), registry.original(os, "execve")
 
     def patched_execv(path: Any, args: Any) -> None:
-        _note_exec()
         env = _with_context(None)
-        if env is None:
-            execv(path, args)
-        else:
-            execve(path, args, env)
+        noted = _note_exec(True)
+        try:
+            if env is None:
+                execv(path, args)
+            else:
+                execve(path, args, env)
+        finally:  # only reached when the exec failed: this program runs on
+            if noted:
+                _note_exec(False)
 
     def patched_execve(path: Any, args: Any, env: Any) -> None:
-        _note_exec()
-        execve(path, args, _with_context(env) or env)
+        env = _with_context(env) or env
+        noted = _note_exec(True)
+        try:
+            execve(path, args, env)
+        finally:
+            if noted:
+                _note_exec(False)
 
     registry.patch(os, "execv", patched_execv)
     registry.patch(os, "execve", patched_execve)
     onimport.when_imported("subprocess", _patch_popen)
 
 
-def _note_exec() -> None:
+def _note_exec(replacing: bool) -> bool:
     """In a traced child about to replace its program: tell the collector, whose only sign
     of the process (its connection, closed on exec) is about to end while the process lives
-    on. Its span then ends when ``join()`` reaps it, with the exit code of the new program."""
+    on. Its span then ends when ``join()`` reaps it, with the exit code of the new program.
+    ``replacing=False``: the exec failed after all (the program runs on). True if told."""
     mp = sys.modules.get("multiprocessing")
     if mp is None:
-        return
+        return False
     proc = mp.current_process()
     entered = proc.__dict__.get(names.ENTERED_ATTR)  # the pid whose span is open
     carrier = proc.__dict__.get(names.CARRIER_ATTR)
     if entered != os.getpid() or not isinstance(carrier, dict) or "span" not in carrier:
-        return  # not a traced child's own span (the main program, a raw os.fork() copy)
-    if carrier.get("sampled", True):
-        from .._child import wire
+        return False  # not a traced child's own span (the main program, a raw fork copy)
+    if not carrier.get("sampled", True):
+        return False
+    from .._child import wire
 
-        wire.send_report("exec", carrier["span"], entered, None)
+    # value: the pid whose program is replaced, 0 when the exec failed and it runs on
+    return wire.send_report("exec", carrier["span"], entered if replacing else 0, None)
 
 
 def _patch_popen(module: ModuleType) -> None:

@@ -245,9 +245,16 @@ def fails():
 def succeeds():
     os.execv("/bin/sh", ["sh", "-c", "sleep 0.1"])
 
+@traced
+def cannot():
+    try:
+        os.execv("/no/such/program", ["x"])
+    except FileNotFoundError:
+        os._exit(3)  # it ran on, then ended without its span: no exec to speak of
+
 if __name__ == "__main__":
     ctx = mp.get_context(sys.argv[1])
-    for target in (fails, succeeds):
+    for target in (fails, succeeds, cannot):
         p = ctx.Process(target=target); p.start(); p.join()
         print(target.__name__, p.exitcode)
 """
@@ -262,8 +269,8 @@ def test_a_child_that_execs_another_program_is_one_span_to_its_real_end(
     did" (nothing was killed)."""
     run = run_script(EXEC, method, env=receiver.env())
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["fails", "5", "succeeds", "0"]
-    spans = by_name(settle(receiver, 3))
+    assert run.stdout.split() == ["fails", "5", "succeeds", "0", "cannot", "3"]
+    spans = by_name(settle(receiver, 4))
     (fails,) = spans["fails"]
     assert fails.status_code == "ERROR"
     assert fails.status_message == "the program it exec'd exited with code 5"
@@ -275,3 +282,7 @@ def test_a_child_that_execs_another_program_is_one_span_to_its_real_end(
     assert succeeds.status_code == "UNSET" and succeeds.status_message == ""
     assert succeeds.attributes["process.exit.code"] == 0
     assert succeeds.duration_ms >= 90, succeeds.duration_ms
+    (cannot,) = spans["cannot"]  # an exec that failed: what happened next is its end
+    assert cannot.attributes.get("proctrace.abnormal_end") is True
+    assert "proctrace.exec" not in cannot.attributes
+    assert cannot.attributes["process.exit.code"] == 3
