@@ -50,18 +50,13 @@ def shown(value: str) -> str:
 
 def public_url(url: str) -> str:
     """``url`` without its userinfo (a password, often): ``http://***@host:4318/v1/traces``.
-    Only the authority's userinfo is hidden (an ``@`` in the path stays); text that is not a
-    URL with a scheme loses everything up to its last ``@``."""
+    Everything up to the last ``@`` goes: a password may hold a raw ``/``, ``?``, ``#`` or
+    ``@`` (it should be percent-encoded, and often is not), and hiding an ``@`` of the path
+    too costs nothing."""
     if "@" not in url:
         return url
     scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "***@" + url.rpartition("@")[2]
-    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
-    authority = rest[:end]
-    if "@" not in authority:
-        return url
-    return f"{scheme}://***@{authority.rpartition('@')[2]}{rest[end:]}"
+    return (f"{scheme}://" if sep else "") + "***@" + (rest if sep else url).rpartition("@")[2]
 
 
 def endpoint_problem(endpoint: str) -> str | None:
@@ -72,7 +67,9 @@ def endpoint_problem(endpoint: str) -> str | None:
         parts = urlsplit(endpoint)
         parts.port  # noqa: B018 - raises ValueError for a malformed port
     except ValueError as exc:
-        return f"is not a valid URL ({public_url(str(exc))})"
+        if "@" in endpoint:  # urllib quotes the bad part, which may be the password's
+            return "is not a valid URL"
+        return f"is not a valid URL ({exc})"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return (
             "is not a URL like http://localhost:4317 "

@@ -219,8 +219,10 @@ def test_odd_values_are_shown_quoted_and_short():
         ("https://user:pw@127.0.0.1:1/", "https://***@127.0.0.1:1/"),
         ("http://a:b@h:4318/v1/traces", "http://***@h:4318/v1/traces"),
         ("http://a:b@c@h:4317", "http://***@h:4317"),  # an @ in the password too
-        ("http://h:4318/p@x", "http://h:4318/p@x"),  # an @ in the path is no userinfo
-        ("https://u@h?x=@", "https://***@h?x=@"),
+        ("http://alice:s3cr#t@collector:4318", "http://***@collector:4318"),  # raw # ...
+        ("http://user:pa/ss@host:4318/v1/traces", "http://***@host:4318/v1/traces"),  # ... /
+        ("http://u:a?b@host:4317", "http://***@host:4317"),  # ... and ?
+        ("http://h:4318/p@x", "http://***@x"),  # an @ of the path: hidden too, harmlessly
         ("user:pw@host:1", "***@host:1"),
         ("http://h:1", "http://h:1"),
     ],
@@ -229,3 +231,18 @@ def test_an_endpoint_is_shown_without_its_userinfo(url, shown):
     from proctrace._core.fromenv import public_url
 
     assert public_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://alice:s3cr#t@collector:4318", "http://alice:s3cr:x@collector:4318",
+     "http://alice:s3cr/t@collector:4318"],
+)
+def test_a_bad_endpoint_is_described_without_its_password(url):
+    """An endpoint whose password holds a raw `#` or `/` does not parse as a URL (one with a
+    raw `:` does); the warning names it with its userinfo hidden, and urllib's own words
+    (which quote the part it could not read: the password's) are left out."""
+    from proctrace._core.fromenv import endpoint_problem, public_url
+
+    problem = endpoint_problem(url)
+    assert "s3cr" not in (problem or "") + public_url(url)
