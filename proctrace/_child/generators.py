@@ -10,10 +10,13 @@ left current across a ``yield`` would be the parent of whatever the consumer doe
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Any
 
 from .._core import config as _config
+from .._core import ids as _ids
 from .._core.ids import SpanRef
 from .._core.spec import TraceSpec
 from . import outcome as _outcome
@@ -35,6 +38,7 @@ def iterate_call(
     span = open_call(target, spec, carrier, args, kwargs, parent, settings=settings)
     if span is None:
         return (yield from target(*args, **kwargs))
+    pid = _ids.pid()
     status, message = _span.STATUS_UNSET, ""
     try:
         with _span.activate(span):
@@ -62,7 +66,7 @@ def iterate_call(
         status, message = _outcome.failed_status(span, exc)
         raise
     finally:
-        span.end(status, message)
+        _end(span, pid, status, message)
 
 
 async def iterate_async(
@@ -75,21 +79,20 @@ async def iterate_async(
     *,
     settings: _config.Settings | None = None,
 ) -> AsyncGenerator[Any, Any]:
-    """``iterate_call()`` for an async generator function."""
+    """``iterate_call()`` for an async generator function. Untraced (``open_call`` said
+    no: an unsampled trace), what the consumer sends and throws still reaches the body."""
     span = open_call(target, spec, carrier, args, kwargs, parent, settings=settings)
-    if span is None:
-        async for item in target(*args, **kwargs):
-            yield item
-        return
+    current = (lambda: _span.activate(span)) if span is not None else contextlib.nullcontext
+    pid = _ids.pid()
     status, message = _span.STATUS_UNSET, ""
     try:
-        with _span.activate(span):
+        with current():
             inner = target(*args, **kwargs)
         sent: Any = None
         thrown: BaseException | None = None
         while True:
             try:
-                with _span.activate(span):
+                with current():
                     if thrown is None:
                         item = await inner.asend(sent)
                     else:
@@ -100,7 +103,7 @@ async def iterate_async(
             try:
                 sent = yield item
             except GeneratorExit:
-                with _span.activate(span):
+                with current():
                     await inner.aclose()
                 raise
             except BaseException as exc:
@@ -108,7 +111,18 @@ async def iterate_async(
     except GeneratorExit:
         raise
     except BaseException as exc:
-        status, message = _outcome.failed_status(span, exc)
+        if span is not None:
+            status, message = _outcome.failed_status(span, exc)
         raise
     finally:
+        if span is not None:
+            _end(span, pid, status, message)
+
+
+def _end(span: _span.Span, pid: int, status: int, message: str) -> None:
+    """End a generator's span, unless this is not the process that opened it (a copy made
+    by ``os.fork()`` while it was suspended, closing it as the copy ends), or the
+    interpreter is shutting down (a generator still suspended at exit, closed by the
+    garbage collector after the run ended: there is no one left to send the span to)."""
+    if _ids.pid() == pid and not sys.is_finalizing():
         span.end(status, message)

@@ -37,6 +37,19 @@ def _starter() -> Any:
     return _carrier
 
 
+_GENERATORS = 0x20 | 0x200  # CO_GENERATOR | CO_ASYNC_GENERATOR
+
+
+def _iterated(target: Any) -> bool:
+    """A ``@traced`` generator (or async generator) function: its span is its iteration's."""
+    code = getattr(target, "__code__", None)
+    return (
+        code is not None
+        and bool(code.co_flags & _GENERATORS)
+        and getattr(target, "__proctrace__", None) is not None
+    )
+
+
 def installed() -> bool:
     return registry.patched(_Base, "start")
 
@@ -65,6 +78,12 @@ def install() -> None:
             run = self.__dict__["run"] = targets.RunMethod(wrap)
         elif wrap is not None:
             self._target = targets.ProcessTarget(self._target, wrap)  # type: ignore[attr-defined]
+        elif _iterated(self._target):  # type: ignore[attr-defined]
+            # A @traced generator function as the target: its wrapper opens no span until
+            # iterated, and multiprocessing never iterates it. The process's span, as for
+            # any target (around the call, which makes the generator and runs none of it).
+            target = self._target  # type: ignore[attr-defined]
+            self._target = targets.ProcessTarget(target, target.__proctrace__)  # type: ignore[attr-defined]
         self.__dict__[names.CARRIER_ATTR] = carrier
         try:
             original_start(self)  # pickles the object (spawn, forkserver) or forks

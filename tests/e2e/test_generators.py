@@ -101,3 +101,77 @@ def test_a_traced_generator_is_a_span_of_its_iteration(run_script, receiver, met
     (arows,) = spans["arows"]
     assert arows.status_code == "UNSET" and arows.parent_span_id == target.span_id
     assert 140 <= arows.duration_ms < 400, arows.duration_ms
+
+
+EDGES = """
+import asyncio, os, sys, multiprocessing
+from proctrace import traced
+
+@traced
+def gen(n):
+    yield n
+    yield n + 1
+
+@traced
+async def agen():
+    got = yield "first"
+    try:
+        yield ("got", got)
+    except ValueError as exc:
+        yield ("caught", str(exc))
+
+async def drive():
+    g = agen()
+    out = [await g.__anext__(), await g.asend(1), await g.athrow(ValueError("v"))]
+    await g.aclose()
+    return out
+
+@traced
+def target():
+    print("async", asyncio.run(drive()), flush=True)
+    g = gen(1)
+    next(g)
+    pid = os.fork()  # a copy of the suspended generator: it must not end its span again
+    if pid == 0:
+        next(g)
+        sys.exit(0)
+    os.waitpid(pid, 0)
+    next(g)
+
+left_open = gen(7)
+next(left_open)  # still suspended when the program ends: closed by the garbage collector
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(sys.argv[1])
+    for t in (gen, target):  # a generator function as the target, then the rest
+        p = ctx.Process(target=t, args=(5,) if t is gen else ()); p.start(); p.join()
+        print(t.__name__, p.exitcode, flush=True)
+"""
+
+
+def test_a_traced_generator_as_target_unsampled_forked_or_left_open(
+    run_script, receiver, method
+):
+    """A traced generator function as a process target gets the process span any target gets
+    (multiprocessing calls it and never iterates it); an unsampled async generator still
+    passes asend() and athrow() through; a suspended generator copied by os.fork() ends its
+    span once; one still suspended at exit costs no warning."""
+    run = run_script(EDGES, method, env=receiver.env())
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        "gen 0", "async ['first', ('got', 1), ('caught', 'v')]", "target 0",
+    ], run.stdout
+    assert "cannot reach" not in run.stderr and "Traceback" not in run.stderr, run.stderr
+    spans = by_name(settle(receiver, 5))  # main, gen (target), agen, target, gen in target
+    (main,) = spans["prog"]
+    (target,) = spans["target"]
+    process = [s for s in spans["gen"]
+               if s.parent_span_id == main.span_id and s.attributes["proctrace.args"] == ("5",)]
+    assert len(process) == 1 and process[0].status_code == "UNSET"
+    assert process[0].attributes["process.exit.code"] == 0
+    called = [s for s in spans["gen"] if s.parent_span_id == target.span_id]
+    assert len(called) == 1  # once, not once more by the copy os.fork() made of it
+    unsampled = run_script(EDGES, method, env={**receiver.env(),
+                                               "OTEL_TRACES_SAMPLER": "always_off"})
+    assert unsampled.returncode == 0, unsampled.stderr
+    assert "async ['first', ('got', 1), ('caught', 'v')]" in unsampled.stdout
