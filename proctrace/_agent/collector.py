@@ -326,7 +326,7 @@ class Collector:
                 record["span"], record["value"], record.get("pid"), record.get("at")
             )
         elif record["k"] == "exec":
-            self._fates.execed(record["span"], bool(record["value"]))
+            self._fates.execed(record["span"], bool(record["value"]), record["value"] or None)
         elif record["k"] == "ring":
             self._ring(conn)
         elif record["k"] == "shutdown":

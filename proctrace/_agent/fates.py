@@ -19,6 +19,7 @@ each announced span has a fate here until it is ended:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -37,12 +38,16 @@ GRACE = 0.25  # seconds one connection's news may lag behind another's
 # code; a starter that joins later (or never: multiprocessing reaps at exit) gets the
 # span out with the code the child expected.
 HELD_GRACE = 2.0
+# How often a process that exec'd is looked for while no join() has reported it: it may be
+# reaped by active_children() or os.wait(), which say nothing.
+EXEC_CHECK = 0.1
 _STATUS_UNSET, _STATUS_ERROR = names.STATUS_UNSET, names.STATUS_ERROR
 
 
 class _Fate:
     __slots__ = (
-        "code", "deadline", "ended_ns", "execed", "pid", "reaped_ns", "record", "signal", "state",
+        "code", "deadline", "ended_ns", "execed", "gone", "pid", "reaped_ns", "record", "signal",
+        "state",
     )
 
     def __init__(self, state: str, record: SpanData | None) -> None:
@@ -57,6 +62,7 @@ class _Fate:
         # the agent noticed (an agent still starting up notices nothing for ~0.2 s).
         self.reaped_ns: int | None = None
         self.execed = False  # it replaced its program (os.exec*): it lives on after its EOF
+        self.gone = False  # an exec'd process found reaped with no report: its code unknown
 
 
 class Fates:
@@ -151,13 +157,14 @@ class Fates:
         else:
             _note_pid(fate, pid)
 
-    def execed(self, span_id: str, replacing: bool = True) -> None:
+    def execed(self, span_id: str, replacing: bool = True, pid: int | None = None) -> None:
         """The process is about to replace its program (``os.exec*``): its connection ends
         there, the process does not. Its span waits for the exit code ``join()`` sees.
         ``replacing=False``: the exec failed, and the program runs on as before."""
         fate = self._fates.get(span_id)
         if fate is not None and fate.state == "open":
             fate.execed = replacing
+            _note_pid(fate, pid)
 
     def signalled(self, span_id: str, signum: int, pid: int | None = None) -> None:
         fate = self._fates.get(span_id)
@@ -214,7 +221,7 @@ class Fates:
         if fate.code is not None:
             self._end(span_id, fate, ABNORMAL)
         elif fate.execed:  # the exec'd program runs on: its end is join()'s (or the run's)
-            fate.state, fate.deadline = "dying", None
+            fate.state, fate.deadline = "dying", time.monotonic() + EXEC_CHECK
         else:
             # Wait for the starter's join() to say what the exit code was, and when it
             # reaped the process: briefly after a signal it sent (join() follows it).
@@ -234,6 +241,11 @@ class Fates:
         due = [s for s, f in self._fates.items() if f.deadline is not None and f.deadline <= now]
         for span_id in due:
             fate = self._fates[span_id]
+            if fate.execed and fate.state == "dying" and fate.code is None:
+                if _exists(fate.pid):  # running, or a zombie join() will report
+                    fate.deadline = now + EXEC_CHECK
+                    continue
+                fate.gone = True  # reaped without a word (active_children(), os.wait())
             if fate.state == "held":
                 self._release(span_id, fate)
             else:
@@ -309,7 +321,7 @@ class Fates:
         attrs[names.EXEC] = True
         code = fate.code
         record["status"], record["message"] = _STATUS_UNSET, ""
-        if code is None:  # the traced program ended first
+        if code is None and not fate.gone:  # the traced program ended first
             attrs[names.RUNNING_AT_EXIT] = True
         else:
             attrs[names.EXIT_CODE] = code
@@ -318,6 +330,19 @@ class Fates:
                 record["message"] = f"the program it exec'd exited with code {code}"
         record["end"] = fate.reaped_ns or time.time_ns()
         self._emit(record)
+
+
+def _exists(pid: int | None) -> bool:
+    """Whether process ``pid`` is still there (running, or a zombie not yet reaped)."""
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # there, but not ours to signal
+        return True
+    return True
 
 
 def _note_pid(fate: _Fate, pid: int | None) -> None:

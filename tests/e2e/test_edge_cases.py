@@ -286,3 +286,35 @@ def test_a_child_that_execs_another_program_is_one_span_to_its_real_end(
     assert cannot.attributes.get("proctrace.abnormal_end") is True
     assert "proctrace.exec" not in cannot.attributes
     assert cannot.attributes["process.exit.code"] == 3
+
+
+EXEC_UNJOINED = """
+import os, sys, time, multiprocessing as mp
+from proctrace import traced
+
+@traced
+def becomes_sh():
+    os.execv("/bin/sh", ["sh", "-c", "exit 0"])
+
+if __name__ == "__main__":
+    p = mp.get_context(sys.argv[1]).Process(target=becomes_sh); p.start()
+    while mp.active_children():  # reaps it (poll()), with no join() to report it
+        time.sleep(0.01)
+    print("reaped", time.time_ns(), flush=True)
+    time.sleep(1.5)
+"""
+
+
+def test_an_execd_child_reaped_without_join_ends_when_it_did(run_script, receiver, method):
+    """The exec'd child is reaped by active_children(), which reports nothing: its span still
+    ends about when it did, not when the program ends, and does not claim it was running."""
+    run = run_script(EXEC_UNJOINED, method, env=receiver.env())
+    assert run.returncode == 0, run.stderr
+    reaped = int(run.stdout.split()[-1])
+    spans = by_name(settle(receiver, 2))
+    (child,) = spans["becomes_sh"]
+    assert child.attributes["proctrace.exec"] is True
+    assert "proctrace.running_at_exit" not in child.attributes
+    assert child.end_time_unix_nano < reaped + 600_000_000, (
+        (child.end_time_unix_nano - reaped) / 1e6
+    )
