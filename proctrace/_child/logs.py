@@ -83,13 +83,15 @@ def add_span_event(
         return
     attrs = event_attributes(items, level, _max_repr if max_repr is None else max_repr)
     # The name is a message too (a stdlib record's, formatted with its arguments): cleaned.
-    span.events.append((_args.redact_text(name), time.time_ns(), attrs))
+    span.events.append((_args.redact_text(name, _args.given), time.time_ns(), attrs))
 
 
 def event_attributes(items: Iterable[tuple[Any, Any]], level: str, limit: int) -> dict[str, Any]:
     """A span event's attributes from a log event's keys and values (see add_span_event)."""
+    given = _args.given
     attrs = {
-        str(k): _args.REDACTED if _args.is_secret(k) else event_value(v, limit) for k, v in items
+        str(k): _args.REDACTED if _args.is_secret(k, given) else event_value(v, limit)
+        for k, v in items
     }
     attrs.setdefault("level", level)
     return attrs
@@ -100,10 +102,10 @@ def event_value(value: Any, limit: int) -> Any:
     strings cleaned, other values than str, int, float and bool as reprs."""
     kind = type(value)
     if kind is str:
-        return _args.redact_text(value)
+        return _args.redact_text(value, _args.given)
     if kind in _PRIMITIVE:
         return value
-    return _args.safe_repr(_args.scrub(value), limit)
+    return _args.safe_repr(_args.scrub(value, _args.given), limit, _args.given)
 
 
 # The stdlib logger a structlog event is on its way to (structlog configured over the standard

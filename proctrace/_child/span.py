@@ -240,10 +240,11 @@ def traceback_text(exc: BaseException) -> str:
 
 def cleaned(text: str) -> str:
     """What an exception says (message, stack trace, a status message made of them) with the
-    secrets argument reprs are cleaned of replaced by ``[REDACTED]`` (``redact_text``)."""
-    from .._core.redact import redact_text  # every traced process has it: no import cost
+    secrets argument reprs are cleaned of replaced by ``[REDACTED]`` (``redact_text``), the
+    names given to ``redact=`` included."""
+    from .._core import redact  # every traced process has it: no import cost
 
-    return redact_text(text)
+    return redact.redact_text(text, redact.given)
 
 
 # The span proctrace made current in this thread of this process (or None).

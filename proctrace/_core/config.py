@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from . import fromenv as _env
+from . import redact as _redact
 from . import sampling
 from .fromenv import DEFAULT_MAX_REPR as DEFAULT_MAX_REPR
 from .fromenv import DEFAULT_PROTOCOL as DEFAULT_PROTOCOL
@@ -56,7 +57,9 @@ class Settings(NamedTuple):
     def from_dict(cls, data: Mapping[str, object]) -> Settings:
         fields = set(cls._fields)
         values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
-        return cls(**{k: v for k, v in values.items() if k in fields})  # type: ignore[arg-type]
+        settings = cls(**{k: v for k, v in values.items() if k in fields})  # type: ignore[arg-type]
+        _redact.add_given(settings.redact)
+        return settings
 
 
 def default_service_name() -> str:
@@ -187,6 +190,8 @@ def resolve(
         sampler_name, sampler_ratio = _env.sampler(env, say)
     else:
         sampler_name, sampler_ratio = _sampler(sampler, sampler_arg)
+    names = tuple(str(n).lower() for n in redact)
+    _redact.add_given(names)
     return Settings(
         sampler=sampler_name,
         sampler_ratio=sampler_ratio,
@@ -200,7 +205,7 @@ def resolve(
         trace_dir=os.path.abspath(directory),
         max_repr=max_repr,
         log_format=log_format,
-        redact=tuple(str(n).lower() for n in redact),
+        redact=names,
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import sys
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .reprs import Out, Rendered, bounded, render
@@ -27,6 +27,14 @@ _MAX_STR = 4096  # longer strings are cleaned in their repr only (safe_repr)
 _MARGIN = 1024  # text past the cut still cleaned, so a cut cannot part a secret from its name
 _EAGER = 256  # items scrubbed at once; a value with more is scrubbed as it is shown (_Scrubbing)
 _SECRET_CACHE: dict[tuple[str, tuple[str, ...]], bool] = {}
+# The ``redact=`` names this process has seen (a ``@traced`` function's, the settings'): what
+# is no one call's arguments (an exception's text, a log event) is cleaned of them too.
+given: tuple[str, ...] = ()
+
+
+def add_given(names: Iterable[str]) -> None:
+    global given  # only grows: hiding more is the safe side
+    given += tuple(name for name in dict.fromkeys(names) if name and name not in given)
 
 
 def is_secret(name: object, extra: tuple[str, ...] = ()) -> bool:
@@ -72,9 +80,7 @@ def _named(extra: tuple[str, ...]) -> re.Pattern[str]:
 
 
 def _url_password(m: re.Match[str]) -> str:
-    if _PORT.match(m.group(2)):
-        return m.group(0)
-    return m.group(1) + REDACTED + "@"
+    return m.group(0) if _PORT.match(m.group(2)) else m.group(1) + REDACTED + "@"
 
 
 def _auth_token(m: re.Match[str]) -> str:
@@ -126,15 +132,13 @@ def _redact_named(text: str, extra: tuple[str, ...]) -> str:
             if not m.group(1) or j < 0 or text[j] not in "([":
                 continue
         scheme = _SCHEME_WORD.match(text, i)
-        if scheme is not None:
-            i = scheme.end()
+        i = scheme.end() if scheme is not None else i
         if text.startswith(REDACTED, i):
             continue  # already hidden
         end = _value_end(text, i, sep == "=" and start > 0 and text[start - 1] in "?&;")
         if sep == "," and text[end:].lstrip(" \t")[:1] not in (")", "]"):
             continue
-        out.append(text[pos:i])
-        out.append(REDACTED)
+        out += (text[pos:i], REDACTED)
         pos = end
     return "".join((*out, text[pos:])) if out else text
 

@@ -184,3 +184,50 @@ def test_the_failure_line_is_cleaned_on_the_console_too(tmp_path, receiver):
     assert "process failed" in run.stderr
     assert "login failed: token=[REDACTED]" in run.stderr
     assert not [leak for leak in LEAKS if leak in run.stderr], run.stderr
+
+
+GIVEN = """
+import logging, multiprocessing, os, sys
+import proctrace
+from proctrace import traced
+
+proctrace.configure(redact=("customer_email",))
+
+@traced(redact=("pin",))
+def work(pin):
+    sys.stderr = open(os.devnull, "w")  # Python's own traceback print: away, as above
+    log = logging.getLogger("app")
+    log.warning("card of customer_email=%s", "MAIL-LOGGED", extra={"pin": "PIN-EXTRA"})
+    raise RuntimeError(f"pin={pin} rejected, customer_email: MAIL-EXC")
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(sys.argv[1])
+    p = ctx.Process(target=work, args=("PIN-1234",))
+    p.start()
+    p.join()
+"""
+
+
+def test_names_given_to_redact_are_hidden_in_exceptions_and_log_events(
+    run_script, receiver, method
+):
+    """A name given to ``redact=`` (``@traced``'s, ``configure()``'s) hides its value not
+    only in the arguments but wherever proctrace records text: the status message, the
+    ``exception`` event, the ``process failed`` line, a log event's name and attributes."""
+    run = run_script(GIVEN, method, env={**receiver.env(), "PROCTRACE_LOG_FORMAT": "json"})
+    spans = by_name(settle(receiver, 2))
+    (work,) = spans["work"]
+    everything = repr((work.status_message, work.attributes, work.events))
+    assert "PIN-" not in everything and "MAIL-" not in everything, everything
+    assert "PIN-" not in run.stderr and "MAIL-" not in run.stderr, run.stderr
+    assert work.attributes["proctrace.args"] == ("[REDACTED]",)
+    assert work.status_message == (
+        "RuntimeError: pin=[REDACTED] rejected, customer_email: [REDACTED]"
+    )
+    (exception,) = [e for e in work.events if e.name == "exception"]
+    assert "pin=[REDACTED] rejected" in str(exception.attributes["exception.stacktrace"])
+    (logged,) = [e for e in work.events if e.name.startswith("card of")]
+    assert logged.name == "card of customer_email=[REDACTED]"
+    assert logged.attributes["pin"] == "[REDACTED]"
+    (failed,) = run.events("process failed")
+    assert "pin=[REDACTED] rejected" in failed["exception"]
