@@ -24,6 +24,7 @@ from .._core import ring as _fmt
 from .._core.records import ENCODED_END, ENCODED_START, Finished, SpanData
 from .._otlp import encoded as _encoded
 from . import fates as _fates
+from . import framing as _framing
 from . import rings as _rings
 
 _RING_SPAN, _RING_LINE = _fmt.SPAN, _fmt.LINE
@@ -38,10 +39,10 @@ _MAX_FDS = 4
 
 
 class _Connection:
-    __slots__ = ("buffer", "defaults", "fds", "open", "ring", "skipping")
+    __slots__ = ("defaults", "fds", "lines", "open", "ring")
 
     def __init__(self) -> None:
-        self.buffer, self.skipping = b"", False  # skipping: inside a line over MAX_LINE
+        self.lines = _framing.Lines(MAX_LINE)
         self.open: dict[str, SpanData] = {}
         self.defaults: dict[str, Any] = {}
         self.fds: list[int] = []  # descriptors received, for the ring records to come
@@ -224,14 +225,10 @@ class Collector:
                     conn.close_fds()
         if not data:
             return False
-        *lines, conn.buffer = (conn.buffer + data).split(b"\n")
-        if len(conn.buffer) > MAX_LINE:  # no record is this long: drop it, keep memory bounded
-            conn.buffer = b""
-            conn.skipping = True
-            self.malformed += 1
-        elif conn.skipping and lines:  # the end of the over-long line: not a record either
-            lines = lines[1:]
-            conn.skipping = False
+        framing = conn.lines
+        dropped = framing.dropped
+        lines = framing.feed(data)
+        self.malformed += framing.dropped - dropped  # lines no record is as long as
         for line in lines:
             if line.startswith(ENCODED_START) and line.endswith(ENCODED_END):  # a pool task
                 self._encoded(line[_ENCODED_HEX:-_ENCODED_TAIL], conn)

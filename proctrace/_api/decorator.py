@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from .._child import run as _run
-from .._core import redact as _redact
+from .._core import arguments as _arguments
 from .._core.spec import TraceSpec
 from .._hooks import install as _hooks
 from .._hooks.calls import call, call_async, call_async_generator, call_generator
@@ -48,7 +48,7 @@ def traced(
     if isinstance(redact, str):
         raise TypeError("redact takes a sequence of names, not one string")
     spec = TraceSpec(name=name, record_args=record_args, redact=tuple(n.lower() for n in redact))
-    _redact.add_given(spec.redact)  # what an exception or a log event says is cleaned of them
+    _arguments.add_given(spec.redact)  # what an exception or a log event says is cleaned of them
 
     def decorate(target: Callable[P, R]) -> Callable[P, R]:
         if not callable(target):

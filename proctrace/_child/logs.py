@@ -20,6 +20,7 @@ from collections.abc import Iterable, MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
+from .._core import arguments as _arguments
 from .._core import onimport as _onimport
 from .._core import redact as _args
 from .._core.names import DROPPED_LOG_EVENTS
@@ -83,12 +84,13 @@ def add_span_event(
         return
     attrs = event_attributes(items, level, _max_repr if max_repr is None else max_repr)
     # The name is a message too (a stdlib record's, formatted with its arguments): cleaned.
-    span.events.append((_args.redact_text(name, _args.given), time.time_ns(), attrs))
+    text = _args.cleaned_text(name, max(_max_repr, MAX_EVENT_TEXT), _arguments.given)
+    span.events.append((text, time.time_ns(), attrs))
 
 
 def event_attributes(items: Iterable[tuple[Any, Any]], level: str, limit: int) -> dict[str, Any]:
     """A span event's attributes from a log event's keys and values (see add_span_event)."""
-    given = _args.given
+    given = _arguments.given
     attrs = {
         str(k): _args.REDACTED if _args.is_secret(k, given) else event_value(v, limit)
         for k, v in items
@@ -101,11 +103,18 @@ def event_value(value: Any, limit: int) -> Any:
     """A log event's value as a span event's attribute (under a key that is not secret):
     strings cleaned, other values than str, int, float and bool as reprs."""
     kind = type(value)
-    if kind is str:
-        return _args.redact_text(value, _args.given)
+    if kind is str:  # cut as a repr is, at a length a message needs
+        return _args.cleaned_text(value, max(limit, MAX_EVENT_TEXT), _arguments.given)
     if kind in _PRIMITIVE:
         return value
-    return _args.safe_repr(_args.scrub(value, _args.given), limit, _args.given)
+    given = _arguments.given
+    return _args.safe_repr(_args.scrub(value, given), limit, given)
+
+
+# The longest text (a message, a string value) a log event keeps in its span event, or
+# ``max_repr`` if longer: a child that logged 20 MB lost its span (its end record was
+# longer than the agent takes) and made its program wait 9 s at exit.
+MAX_EVENT_TEXT = 8192
 
 
 # The stdlib logger a structlog event is on its way to (structlog configured over the standard

@@ -239,12 +239,12 @@ def traceback_text(exc: BaseException) -> str:
 
 
 def cleaned(text: str) -> str:
-    """What an exception says (message, stack trace, a status message made of them) with the
-    secrets argument reprs are cleaned of replaced by ``[REDACTED]`` (``redact_text``), the
-    names given to ``redact=`` included."""
-    from .._core import redact  # every traced process has it: no import cost
+    """What an exception says (message, stack trace, a status message of them) with the secrets
+    reprs are cleaned of as ``[REDACTED]`` (``redact=`` names too), cut to 64 Ki characters (a
+    20 MB message made an end record longer than the agent takes: the span was lost)."""
+    from .._core import arguments, redact  # every traced process has them: no import cost
 
-    return redact.redact_text(text, redact.given)
+    return redact.cleaned_text(text, 65536, arguments.given)
 
 
 # The span proctrace made current in this thread of this process (or None).

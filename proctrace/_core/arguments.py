@@ -6,7 +6,7 @@ Secrets are found by name (a parameter or keyword whose name looks secret is sho
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from .redact import NUMBERS, REDACTED, is_secret, safe_repr, scrub
@@ -14,6 +14,16 @@ from .reprs import bounded
 from .spec import code_parameters, signature_key, takes_self
 
 _PARAM_NAMES: dict[Any, tuple[str, ...]] = {}
+# The names given to ``redact=`` this process has seen (a ``@traced`` function's, the
+# settings'): what is no one call's arguments (what an exception says, a log event) is
+# cleaned of their values too (``redact_text(text, given)``).
+given: tuple[str, ...] = ()
+
+
+def add_given(names: Iterable[str]) -> None:
+    """Add ``redact=`` names (lower case) to ``given``: it only grows, hiding more is safe."""
+    global given
+    given += tuple(name for name in dict.fromkeys(names) if name and name not in given)
 
 
 def positional_names(fn: Callable[..., Any]) -> tuple[str, ...]:

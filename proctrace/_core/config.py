@@ -15,8 +15,8 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
+from . import arguments as _arguments
 from . import fromenv as _env
-from . import redact as _redact
 from . import sampling
 from .fromenv import DEFAULT_MAX_REPR as DEFAULT_MAX_REPR
 from .fromenv import DEFAULT_PROTOCOL as DEFAULT_PROTOCOL
@@ -58,7 +58,7 @@ class Settings(NamedTuple):
         fields = set(cls._fields)
         values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
         settings = cls(**{k: v for k, v in values.items() if k in fields})  # type: ignore[arg-type]
-        _redact.add_given(settings.redact)
+        _arguments.add_given(settings.redact)
         return settings
 
 
@@ -191,7 +191,7 @@ def resolve(
     else:
         sampler_name, sampler_ratio = _sampler(sampler, sampler_arg)
     names = tuple(str(n).lower() for n in redact)
-    _redact.add_given(names)
+    _arguments.add_given(names)
     return Settings(
         sampler=sampler_name,
         sampler_ratio=sampler_ratio,

@@ -2,10 +2,9 @@
 
 Two layers. ``scrub`` replaces secrets structurally: values under secret-looking keys of
 mappings, fields of dataclasses, namedtuples and ``SimpleNamespace``, attributes of objects
-with a custom repr, the value of a ``(name, value)`` pair. ``redact_text`` then cleans the
-repr text, which ``safe_repr`` applies to every repr it makes: the password of a URL's
-userinfo, ``Bearer``/``Basic`` tokens, and the value in ``name=value``, ``name: value``,
-``'name': value`` and ``('name', value)`` (query strings included) whose name looks secret.
+with a custom repr, the value of a ``(name, value)`` pair. ``redact_text`` then cleans text
+(every repr ``safe_repr`` makes): a URL's password, ``Bearer``/``Basic`` tokens, and the value
+in ``name=value``, ``name: value``, ``'name': value``, ``('name', value)`` of a secret name.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from __future__ import annotations
 import re
 import sys
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from .reprs import Out, Rendered, bounded, render
@@ -27,14 +26,6 @@ _MAX_STR = 4096  # longer strings are cleaned in their repr only (safe_repr)
 _MARGIN = 1024  # text past the cut still cleaned, so a cut cannot part a secret from its name
 _EAGER = 256  # items scrubbed at once; a value with more is scrubbed as it is shown (_Scrubbing)
 _SECRET_CACHE: dict[tuple[str, tuple[str, ...]], bool] = {}
-# The ``redact=`` names this process has seen (a ``@traced`` function's, the settings'): what
-# is no one call's arguments (an exception's text, a log event) is cleaned of them too.
-given: tuple[str, ...] = ()
-
-
-def add_given(names: Iterable[str]) -> None:
-    global given  # only grows: hiding more is the safe side
-    given += tuple(name for name in dict.fromkeys(names) if name and name not in given)
 
 
 def is_secret(name: object, extra: tuple[str, ...] = ()) -> bool:
@@ -321,8 +312,7 @@ def _is_pair(value: list[Any] | tuple[Any, ...], extra: tuple[str, ...]) -> bool
 
 
 def _is_authkey(kind: type) -> bool:
-    """True for ``multiprocessing.process.AuthenticationString``: the key that lets a client
-    of a Manager, Listener or a process's connections in, so its holder can run code there."""
+    """``multiprocessing``'s AuthenticationString: whoever holds it can run code in a Manager."""
     process = sys.modules.get("multiprocessing.process")
     return process is not None and kind is getattr(process, "AuthenticationString", None)
 
@@ -348,8 +338,8 @@ def _attributes(
 ) -> object:
     """An object whose custom repr may show its attributes: the repr text, with the reprs
     of secret attributes' values replaced (named or not) and those of scrubbed ones swapped."""
-    default_repr = kind.__repr__ is object.__repr__  # type: ignore[comparison-overlap]
-    if default_repr or isinstance(value, type | types.ModuleType):
+    default = kind.__repr__ is object.__repr__  # type: ignore[comparison-overlap]
+    if default or isinstance(value, type | types.ModuleType):
         return value  # the default repr shows no attribute
     attrs = getattr(value, "__dict__", None)
     if type(attrs) is not dict or not attrs:
@@ -388,12 +378,17 @@ def _forms(item: object) -> list[str]:
 
 
 def safe_repr(value: object, limit: int, extra: tuple[str, ...] = ()) -> str:
-    """``repr(value)`` with ``redact_text`` applied, cut to ``limit`` characters; never raises.
-    The text is cleaned before the cut, so a cut does not part a secret from its name."""
+    """``repr(value)`` cleaned and cut as ``cleaned_text`` does; never raises."""
     text = bounded(value, limit + _MARGIN)
     if text.endswith("…") and len(text) == limit + _MARGIN:
-        text = text[:-1]
-    text = redact_text(text, extra)
-    if len(text) > limit:
-        return text[: limit - 1] + "…"
-    return text
+        text = text[:-1]  # cut by bounded() where cleaned_text cuts
+    return cleaned_text(text, limit, extra)
+
+
+def cleaned_text(text: str, limit: int, extra: tuple[str, ...] = ()) -> str:
+    """``text`` with ``redact_text`` applied, cut to ``limit`` characters (ending in ``…``).
+    It is cleaned before the cut (so a cut does not part a secret from its name), and no
+    more of it than the cut needs: a long text costs what the limit does."""
+    cut = text[: limit + _MARGIN]
+    clean = redact_text(cut, extra)
+    return clean if len(clean) <= limit and len(cut) == len(text) else clean[: limit - 1] + "…"
