@@ -145,6 +145,9 @@ def _fresh_main(**attributes: Any) -> types.ModuleType:
     main.__dict__.update(__annotations__={}, __builtins__=builtins, **attributes)
     _replaced.append(sys.modules.get("__main__"))
     sys.modules["__main__"] = main
+    if "__mp_main__" in sys.modules:  # multiprocessing's alias of __main__, made at its import
+        # (proctrace's): the starter unpickles what a spawn child's __main__ defines from it
+        sys.modules["__mp_main__"] = main
     return main
 
 

@@ -289,3 +289,57 @@ def test_quiet_with_instrument(run_script, tmp_path):
     assert run.returncode == 0 and run.stderr == "", run.stderr
     assert len(_trace_file_spans(tmp_path / ".proctrace")) == 2
     assert os.listdir(tmp_path / ".proctrace")
+
+
+RETURNS = """
+import concurrent.futures, dataclasses, multiprocessing, sys
+
+@dataclasses.dataclass
+class Result:
+    value: int
+
+class JobError(Exception):
+    pass
+
+def work(x):
+    if x == 3:
+        raise JobError(f"job {x} failed")
+    return Result(x * x)
+
+def send(queue):
+    queue.put(Result(7))
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(sys.argv[1])
+    print(sys.modules["__mp_main__"] is sys.modules["__main__"])
+    with ctx.Pool(2) as pool:
+        print(pool.map(work, range(3)))
+        try:
+            pool.apply(work, (3,))
+        except JobError as exc:
+            print("caught", exc)
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as executor:
+        print(list(executor.map(work, range(3))))
+    queue = ctx.Queue()
+    p = ctx.Process(target=send, args=(queue,))
+    p.start()
+    print(queue.get(timeout=30))
+    p.join()
+"""
+
+
+@pytest.mark.parametrize("module", [False, True], ids=["script", "module"])
+def test_objects_of_classes_the_program_defines_come_back_from_children(
+    tmp_path, method, module
+):
+    """A child returns (pool, executor) or sends (queue) an object whose class the program
+    defines, or raises its own exception: the starter unpickles it from ``__mp_main__``,
+    which under `proctrace run` was proctrace's own entry point (AttributeError: Can't get
+    attribute 'Result', and a Pool hung) until it became the program's ``__main__`` too."""
+    (tmp_path / "returns.py").write_text(RETURNS)
+    args = ["-m", "returns", method] if module else ["returns.py", method]
+    plain = _python(args, tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    traced = _run(["--quiet", *args], tmp_path)
+    assert (traced.returncode, traced.stdout) == (0, plain.stdout), traced.stderr
+    assert traced.stdout.splitlines()[0] == "True"
