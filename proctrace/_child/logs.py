@@ -84,7 +84,7 @@ def add_span_event(
         return
     attrs = event_attributes(items, level, _max_repr if max_repr is None else max_repr)
     # The name is a message too (a stdlib record's, formatted with its arguments): cleaned.
-    text = _args.cleaned_text(name, max(_max_repr, MAX_EVENT_TEXT), _arguments.given)
+    text = _event_text(name, _max_repr)
     span.events.append((text, time.time_ns(), attrs))
 
 
@@ -103,12 +103,20 @@ def event_value(value: Any, limit: int) -> Any:
     """A log event's value as a span event's attribute (under a key that is not secret):
     strings cleaned, other values than str, int, float and bool as reprs."""
     kind = type(value)
-    if kind is str:  # cut as a repr is, at a length a message needs
-        return _args.cleaned_text(value, max(limit, MAX_EVENT_TEXT), _arguments.given)
+    if kind is str:
+        return _event_text(value, limit)
     if kind in _PRIMITIVE:
         return value
     given = _arguments.given
-    return _args.safe_repr(_args.scrub(value, given), limit, given)
+    return _arguments.hide_known(_args.safe_repr(_args.scrub(value, given), limit, given))
+
+
+def _event_text(text: str, limit: int) -> str:
+    """A log event's message or string value: cleaned (of the values of secret arguments too),
+    cut as a repr is, at a length a message needs."""
+    limit = max(limit, MAX_EVENT_TEXT)
+    text = _arguments.hide_known(text[: limit + 2048])
+    return _args.cleaned_text(text, limit, _arguments.given)
 
 
 # The longest text (a message, a string value) a log event keeps in its span event, or

@@ -244,7 +244,7 @@ def cleaned(text: str) -> str:
     20 MB message made an end record longer than the agent takes: the span was lost)."""
     from .._core import arguments, redact  # every traced process has them: no import cost
 
-    return redact.cleaned_text(text, 65536, arguments.given)
+    return redact.cleaned_text(arguments.hide_known(text[:67000]), 65536, arguments.given)
 
 
 # The span proctrace made current in this thread of this process (or None).

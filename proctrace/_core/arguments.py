@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from .redact import NUMBERS, REDACTED, is_secret, safe_repr, scrub
+from .redact import NUMBERS, REDACTED, forms_of, is_secret, safe_repr, scrub
 from .reprs import bounded
 from .spec import code_parameters, signature_key, takes_self
 
@@ -107,7 +107,42 @@ def describe_as(
         str(key): REDACTED if is_secret(key, extra) else _shown(val, limit, extra)
         for key, val in kwargs.items()
     }
+    if REDACTED in shown_args or REDACTED in shown_kwargs.values():  # secrets by name
+        hide([args[i] for i in range(first, min(len(args), len(secret))) if secret[i]])
+        hide([value for key, value in kwargs.items() if is_secret(key, extra)])
     return shown_args, shown_kwargs
+
+
+# The values of arguments recorded as [REDACTED] in this process (as their reprs and text
+# show them), the latest _MAX_HIDDEN: what an exception or a log event says is cleaned of
+# them too, since a message may quote a secret without the name it was passed by
+# ("rejected key 'sk_live_...'").
+hidden: tuple[str, ...] = ()
+_MAX_HIDDEN = 128
+_MAX_FORM = 4096  # a longer value is not looked for
+
+
+def hide(values: list[Any]) -> None:
+    """Add the text forms of secret argument ``values`` to ``hidden`` (a value's repr before
+    its text, the latest first); the same secret passed call after call costs a lookup."""
+    global hidden
+    forms = [form for value in values for form in forms_of(value) if len(form) <= _MAX_FORM]
+    if forms and not all(form in _hidden_set for form in forms):
+        new = dict.fromkeys(forms)
+        hidden = (*new, *(form for form in hidden if form not in new))[:_MAX_HIDDEN]
+        _hidden_set.clear()
+        _hidden_set.update(hidden)
+
+
+_hidden_set: set[str] = set()
+
+
+def hide_known(text: str) -> str:
+    """``text`` with every value in ``hidden`` replaced by ``[REDACTED]``."""
+    for form in hidden:
+        if form in text:
+            text = text.replace(form, REDACTED)
+    return text
 
 
 class Described(Protocol):

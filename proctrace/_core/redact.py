@@ -360,12 +360,12 @@ def _attributes(
     for item, new in swapped:
         text = text.replace(repr(item), repr(new))
     for item in hidden:
-        for form in _forms(item):
+        for form in forms_of(item):
             text = text.replace(form, REDACTED)
     return _Text(text)
 
 
-def _forms(item: object) -> list[str]:
+def forms_of(item: object) -> list[str]:
     """How a secret value may appear in a repr (long enough not to hit unrelated text)."""
     if item is None or isinstance(item, bool):
         return []

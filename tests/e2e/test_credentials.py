@@ -231,3 +231,68 @@ def test_names_given_to_redact_are_hidden_in_exceptions_and_log_events(
     assert logged.attributes["pin"] == "[REDACTED]"
     (failed,) = run.events("process failed")
     assert "pin=[REDACTED] rejected" in failed["exception"]
+
+
+QUOTED = """
+import logging, multiprocessing, os, sys
+import proctrace
+from proctrace import traced
+
+proctrace.instrument()  # the pool's task too
+
+@traced(redact=["pin"])
+def call_api(url, api_key, pin):
+    logging.getLogger("app").warning("calling with %s", api_key)
+    err = PermissionError(f"{url} rejected key {api_key!r} (pin {pin})")
+    err.add_note(f"pin used: {pin}")
+    raise err
+
+@traced
+def work():
+    sys.stderr = open(os.devnull, "w")  # Python's own print of the traceback
+    call_api("https://api.example.com", "sk_live_SECRET123", pin="PIN-4321")
+
+def task(token):
+    raise ValueError(f"refused {token}")
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(sys.argv[1])
+    p = ctx.Process(target=work)
+    p.start()
+    p.join()
+    with ctx.Pool(1) as pool:
+        try:
+            pool.apply(task, ("TOK-TASK-77",))
+        except ValueError:
+            pass
+"""
+
+
+def test_a_secret_arguments_value_is_hidden_where_a_message_quotes_it(
+    run_script, receiver, method
+):
+    """An argument recorded as [REDACTED] (a secret-looking parameter, a ``redact=`` name,
+    by position or keyword) is also hidden where an exception or a log message quotes its
+    value without its name: the status messages and ``exception`` events of its span and of
+    the span the exception reaches next, a note, a log event, the `process failed` line."""
+    run = run_script(QUOTED, method, env={**receiver.env(), "PROCTRACE_LOG_FORMAT": "json"})
+    assert run.returncode == 0, run.stderr
+    spans = by_name(settle(receiver, 5))
+    everything = repr([(s.status_message, s.attributes, s.events)
+                       for group in spans.values() for s in group])
+    for leak in ("SECRET123", "4321", "TOK-TASK"):
+        assert leak not in everything, everything
+        assert leak not in run.stderr, run.stderr
+    (call,) = spans["call_api"]
+    assert call.status_message == (
+        "PermissionError: https://api.example.com rejected key [REDACTED] (pin [REDACTED])"
+    )
+    (exception,) = [e for e in call.events if e.name == "exception"]
+    assert "pin used: [REDACTED]" in str(exception.attributes["exception.stacktrace"])
+    assert "calling with [REDACTED]" in [e.name for e in call.events]
+    (work,) = spans["work"]
+    assert work.status_message == call.status_message
+    (task,) = spans["task"]
+    assert task.status_message == "ValueError: refused [REDACTED]"
+    (failed,) = run.events("process failed")
+    assert "rejected key [REDACTED] (pin [REDACTED])" in failed["exception"]

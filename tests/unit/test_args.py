@@ -269,3 +269,25 @@ def _cleaned_and_cut(text: str, limit: int) -> str:
     text = text if len(text) <= limit + 1024 else text[: limit + 1023]
     text = redact_text(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def test_values_recorded_as_redacted_are_hidden_in_text_too(monkeypatch):
+    """describe_as() remembers the values it recorded as [REDACTED] (their repr and text),
+    the latest 128; hide_known() replaces them in any text."""
+    from proctrace._core import arguments
+
+    monkeypatch.setattr(arguments, "hidden", ())
+    monkeypatch.setattr(arguments, "_hidden_set", set())
+    shown, shown_kw = arguments.describe_as(
+        (False, True), False, ("visible", "sk_live_ABCD"), {"token": 123456, "n": 5}, 256, ()
+    )
+    assert shown == ["'visible'", "[REDACTED]"] and shown_kw == {"token": "[REDACTED]", "n": "5"}
+    assert set(arguments.hidden) == {"'sk_live_ABCD'", "sk_live_ABCD", "123456"}
+    text = "key 'sk_live_ABCD' then sk_live_ABCD and 123456; visible stays"
+    assert arguments.hide_known(text) == (
+        "key [REDACTED] then [REDACTED] and [REDACTED]; visible stays"
+    )
+    for i in range(200):  # one call after another: the latest calls' values are kept
+        arguments.describe_as((), False, (), {"password": f"value-{i:04d}"}, 256, ())
+    assert len(arguments.hidden) == 128 and "value-0199" in arguments.hidden
+    assert "value-0000" not in arguments.hidden and "sk_live_ABCD" not in arguments.hidden
