@@ -66,8 +66,11 @@ _PIPE_BUF = getattr(select, "PIPE_BUF", 512)  # 4096 on Linux; POSIX guarantees 
 class LineWriter:
     """A structlog logger that writes each rendered event as one whole line."""
 
-    def msg(self, message: str) -> None:
-        write_line((message + "\n").encode("utf-8", "backslashreplace"))
+    def msg(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):  # a renderer for structlog's BytesLogger
+            write_line(message + b"\n")
+        else:
+            write_line((message + "\n").encode("utf-8", "backslashreplace"))
 
     log = debug = info = warn = warning = error = err = critical = exception = fatal = msg
 

@@ -318,13 +318,28 @@ def emit(level: str, event: str, exc_info: BaseException | None = None, **keys: 
     if not rendered_here(_log_format):
         import structlog
 
-        log = getattr(structlog.get_logger("proctrace"), level)
+        log = getattr(_lifecycle_logger(structlog), level)
         if exc_info is not None:  # the traceback as text, cleaned: not the exception itself
             log(event, **keys, exception=_exception_text(exc_info))
         else:
             log(event, **keys)
         return
     LineWriter().msg(_render(level, event, exc_info, keys))
+
+
+def _lifecycle_logger(structlog: Any) -> Any:
+    """The logger of proctrace's own events where the program configured structlog: its
+    configuration, written to stderr though when that prints to stdout (a program's output
+    there is its own: what proctrace adds goes to stderr)."""
+    config = structlog.get_config()
+    file = getattr(config["logger_factory"], "_file", False)  # Print/Write/BytesLoggerFactory
+    stdout = sys.stdout, sys.__stdout__
+    if file is not None and file not in (*stdout, *(getattr(f, "buffer", None) for f in stdout)):
+        return structlog.get_logger("proctrace")  # logging's handlers, a file: as configured
+    return structlog.wrap_logger(
+        LineWriter(), processors=config["processors"], wrapper_class=config["wrapper_class"],
+        context_class=config["context_class"],
+    )
 
 
 def rendered_here(log_format: str) -> bool:

@@ -123,3 +123,40 @@ def test_structlog_imported_late_in_a_child_is_configured_on_import(run_script, 
     assert late["process_name"] == started["process_name"] and late["level"] == "info"
     assert list(started)[:3] == ["args", "kwargs", "event"]
     assert started["timestamp"].endswith("Z")
+
+
+STDOUT_LOGS = """
+import json, multiprocessing, sys
+import structlog
+from proctrace import traced
+
+structlog.configure(processors=[structlog.processors.JSONRenderer()])  # prints to stdout
+
+@traced
+def square(x):
+    structlog.get_logger().info("squaring", x=x)
+    return x * x
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(sys.argv[1])
+    p = ctx.Process(target=square, args=(3,))
+    p.start()
+    p.join()
+    print("row,1,4")
+"""
+
+
+def test_a_program_logging_to_stdout_keeps_stdout_its_own(run_script, method):
+    """The program configured structlog, which prints to stdout: its own events stay there
+    (with the trace keys), and proctrace's lifecycle lines, rendered by the program's
+    processors, go to stderr (they went to stdout, into the program's output)."""
+    run = run_script(STDOUT_LOGS, method, env={"OTEL_TRACES_EXPORTER": "none"})
+    assert run.returncode == 0, run.stderr
+    out = run.stdout.splitlines()
+    assert out[-1] == "row,1,4"
+    (own,) = [json.loads(line) for line in out[:-1]]
+    assert own["event"] == "squaring" and own["x"] == 3 and len(own["trace_id"]) == 32
+    events = [json.loads(line) for line in run.stderr.splitlines() if line.startswith("{")]
+    assert [e["event"] for e in events] == ["process started", "process finished"]
+    assert all(e["trace_id"] == own["trace_id"] for e in events)
+    assert "level" not in events[0]  # the program's processors: no add_log_level among them
