@@ -21,6 +21,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from .._core import arguments as _arguments
+from .._core import ids as _ids
 from .._core import onimport as _onimport
 from .._core import redact as _args
 from .._core.names import DROPPED_LOG_EVENTS
@@ -76,7 +77,7 @@ def add_span_event(
     string values cleaned of secrets, secret-looking keys redacted, other values than str,
     int, float and bool as reprs, at most ``MAX_SPAN_EVENTS`` per span (the rest counted in
     ``proctrace.dropped_log_events``)."""
-    span = _span.current_span()
+    span = _span.current_span() or _ids.main_span()  # none current: the main program's
     if not isinstance(span, _span.Span) or not span.sampled:
         return
     if len(span.events) >= MAX_SPAN_EVENTS:

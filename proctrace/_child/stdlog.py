@@ -33,7 +33,9 @@ import logging
 import multiprocessing
 from typing import Any
 
+from .._core import ids as _ids
 from .._core import names
+from .._core.ids import SpanRef
 from . import logs as _logs
 from . import span as _span
 
@@ -103,6 +105,9 @@ def _record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
     record: logging.LogRecord = _previous_factory(*args, **kwargs)
     fields = record.__dict__
     ids = _span.current_ids()
+    if ids is None and _ids.main is not None:  # the main program: its own span
+        main = _ids.main_span()
+        ids = None if main is None else SpanRef(main.trace_id, main.span_id, main.sampled)
     if ids is None:
         fields["otelTraceID"] = fields["otelSpanID"] = "0"
         fields["otelTraceSampled"] = False
@@ -146,7 +151,7 @@ def _make_record(
 
 
 def _attach(record: logging.LogRecord) -> None:
-    span = _span.current_span()
+    span = _span.current_span() or _ids.main_span()  # none current: the main program's
     if not isinstance(span, _span.Span) or not span.sampled:
         return
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 # This process's pid, kept up to date across os.fork(): os.getpid() is a system call, and
 # a pool task would otherwise make two.
@@ -23,6 +23,17 @@ def _forked() -> None:
 
 
 os.register_at_fork(after_in_child=_forked)
+
+
+# The run's main-process span once it is open (a ``_child.span.Span``), with that process's
+# pid: where the main program's ``logging`` records nest when no span is current there.
+main: tuple[Any, int] | None = None
+
+
+def main_span() -> Any:
+    """The run's main-process span, in the main program once it is open; else None."""
+    found = main
+    return found[0] if found is not None and found[1] == _pid[0] else None
 
 
 def pid() -> int:

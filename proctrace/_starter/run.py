@@ -112,6 +112,7 @@ class Runtime:
         with _lock:
             if self.root is None:
                 self.root = main_span.open_span(self.settings, self.pid, self.app_provider)
+                _ids.main = (self.root, self.pid)  # for the main program's logging records
                 if is_main_program():
                     self.outcome.watch()
             root = self.root

@@ -35,13 +35,21 @@ def test_records_carry_the_trace_and_process_keys(run_script, receiver, method):
         logging.info("in-main")
         p = multiprocessing.get_context(sys.argv[1]).Process(target=task, name="worker-7")
         p.start(); p.join()
+        logging.warning("main-after")
     """
     run = run_script(source, method, env={**receiver.env(), "OTEL_SERVICE_NAME": "logsvc"})
     assert run.returncode == 0, run.stderr
-    task = by_name(settle(receiver, 2))["task"][0]
-    assert _lines(run.stdout, "in-main") == [
+    spans = by_name(settle(receiver, 2))
+    task, (main,) = spans["task"][0], spans["prog"]
+    assert _lines(run.stdout, "in-main") == [  # before the run's main span opened
         ["0", "0", "logsvc", "False", "MainProcess", "None", "in-main"]
     ]
+    # Once it is open, the main program's records name it (as inject() does), and become
+    # its events: it is the main process's span.
+    assert _lines(run.stdout, "main-after") == [
+        [main.trace_id, main.span_id, "logsvc", "True", "MainProcess", "None", "main-after"]
+    ]
+    assert [e.name for e in main.events] == ["main-after"]
     assert _lines(run.stdout, "in-child") == [
         [task.trace_id, task.span_id, "logsvc", "True", "worker-7", method, "in-child"]
     ]

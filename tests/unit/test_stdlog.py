@@ -14,7 +14,10 @@ def _record(**extra: object) -> logging.LogRecord:
     return logger.makeRecord(logger.name, logging.INFO, "f.py", 1, "m %s", (1,), None, extra=extra)
 
 
-def test_records_carry_the_keys_and_uninstall_puts_everything_back():
+def test_records_carry_the_keys_and_uninstall_puts_everything_back(monkeypatch):
+    from proctrace._core import ids
+
+    monkeypatch.setattr(ids, "main", None)  # no run's main span here (another test's)
     factory, make_record = logging.getLogRecordFactory(), logging.Logger.makeRecord
     stdlog.install("svc")
     try:
