@@ -18,6 +18,8 @@ import select
 import time
 from typing import Any
 
+from .._core import fds as _fds
+
 _lock_path: str | None = None
 # An open descriptor of the lock file. POSIX record locks belong to the process that takes
 # them, not to the descriptor, so fork children can use the one they inherit.
@@ -56,7 +58,9 @@ def _locked_fd() -> int | None:
     if _lock_fd is None:
         # In the run's private (0700) directory; never through a link all the same.
         # Read and write: a shared (read) lock needs a descriptor open for reading.
-        _lock_fd = os.open(_lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        _lock_fd = _fds.moved(
+            os.open(_lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        )
     return _lock_fd
 
 
@@ -75,8 +79,9 @@ class LineWriter:
     log = debug = info = warn = warning = error = err = critical = exception = fatal = msg
 
 
-def write_line(data: bytes) -> None:
+def write_line(data: bytes, again: bool = True) -> None:
     """Write one whole line (``data`` ends with its newline) to stderr."""
+    global _lock_fd
     try:
         with _thread_lock:
             lock = _lock_fd if _lock_fd is not None else _locked_fd()
@@ -90,8 +95,10 @@ def write_line(data: bytes) -> None:
                     _write(data[written:])
             finally:
                 _lockf(lock, _LOCK_UN)
-    except OSError:  # stderr closed: logging must never break the task
-        pass
+    except OSError as exc:  # stderr closed: logging must never break the task
+        if again and _fds.not_ours(exc) and _lock_fd is not None:
+            _lock_fd = None  # the program closed the lock file (os.closerange): open it again
+            write_line(data, again=False)
 
 
 # Bound once: each module attribute a fork child looks up is one more object it touches.

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._core import fds as _fds
 from .._core import ring as _fmt
 from .._core.records import ENCODED_END, ENCODED_START
 
@@ -86,6 +87,7 @@ def _open(path: str) -> _socket.socket:
     # socket type: a fork child's connection is opened by its starter for every child, and
     # socket.socket's Python layer is code it would run each time.
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, _fds.moved(sock.detach()))
     try:
         if sock.gettimeout() is not None:  # socket.setdefaulttimeout() in the program
             sock.settimeout(None)
@@ -253,6 +255,16 @@ def _send(line: bytes) -> bool:
         (_sock or _connect()).sendall(line)
         return True
     except OSError as exc:
+        if _sock is None or not _fds.not_ours(exc):
+            _drop()
+            _unreachable(exc)
+            return False
+    # The program closed this process's connection (os.closerange): a new one, quietly.
+    _drop(closed=True)
+    try:
+        _connect().sendall(line)
+        return True
+    except OSError as exc:
         _drop()
         _unreachable(exc)
         return False
@@ -271,20 +283,22 @@ def _unreachable(exc: OSError) -> None:
         )
 
 
-def _drop() -> None:
+def _drop(closed: bool = False) -> None:
     global _ring, _ring_tried
     if _ring is not None:  # the collector took what is in it; a new connection, a new ring
         _ring.close()
         _ring = None
     _ring_tried = False
-    _close_socket()
+    _close_socket(closed)
 
 
-def _close_socket() -> None:
+def _close_socket(closed: bool = False) -> None:
+    """Close the connection; ``closed``: the program closed its descriptor already, and the
+    number may be the program's own now (``_core.fds``): let go of it without closing."""
     global _sock
     if _sock is not None:
         try:
-            _sock.close()
+            _sock.detach() if closed else _sock.close()
         except OSError:  # pragma: no cover - closing a broken socket
             pass
         _sock = None

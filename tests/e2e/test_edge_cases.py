@@ -318,3 +318,59 @@ def test_an_execd_child_reaped_without_join_ends_when_it_did(run_script, receive
     assert child.end_time_unix_nano < reaped + 600_000_000, (
         (child.end_time_unix_nano - reaped) / 1e6
     )
+
+
+CLOSES_FDS = """
+import os, socket, sys
+from multiprocessing import get_context
+import proctrace
+
+proctrace.instrument()
+
+def child(i):
+    pass
+
+def child_closes(port):
+    os.closerange(3, 4096)  # a child that closes what it inherited, then dials out
+    conn = socket.create_connection(("127.0.0.1", port))
+    conn.sendall(b"HELLO\\n")
+    child_closes.conn = conn  # still open after the target, as a pooled connection is
+
+if __name__ == "__main__":
+    ctx = get_context(sys.argv[1])
+    p = ctx.Process(target=child, args=(0,)); p.start(); p.join()
+    os.closerange(3, 4096)  # as daemonizing code does, proctrace's descriptors with the rest
+    out = open("data.txt", "w")
+    mine, peer = socket.socketpair()  # the program's own connection
+    server = socket.create_server(("127.0.0.1", 0))
+    ps = [ctx.Process(target=child, args=(i,)) for i in (1, 2)]
+    ps.append(ctx.Process(target=child_closes, args=(server.getsockname()[1],)))
+    for q in ps: q.start()
+    conn, _ = server.accept()
+    conn.settimeout(5)
+    for q in ps: q.join()
+    out.write("important line\\n")
+    out.close()
+    peer.setblocking(False)
+    try:
+        leaked = peer.recv(65536)
+    except BlockingIOError:
+        leaked = b""
+    received = b""
+    while not received.endswith(b"\\n"):
+        received += conn.recv(100)
+    print(open("data.txt").read().strip(), leaked, received, [q.exitcode for q in ps])
+"""
+
+
+def test_a_program_that_closes_proctraces_descriptors_gets_its_own_back(run_script):
+    """A program (or a child) that closes every descriptor it did not open itself and opens
+    its own: those take the lowest numbers, which proctrace's connection and lock file held.
+    proctrace wrote its records into the program's socket and closed the program's file
+    there; its descriptors now live high up, and one found closed is let go of unclosed.
+    (Fork only: under spawn and forkserver, multiprocessing's own resource tracker breaks
+    on its closed descriptor, and writes into the program's socket, without proctrace.)"""
+    run = run_script(CLOSES_FDS, "fork", env={"OTEL_TRACES_EXPORTER": "none"})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "important line b'' b'HELLO\\n' [0, 0, 0]", run.stderr
+    assert "Bad file descriptor" not in run.stderr and "cannot reach" not in run.stderr
