@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     view.add_argument("--trace", metavar="ID", help="show only this trace (a prefix will do)")
     view.add_argument(
         "--html", metavar="OUT",
-        help="write a self-contained HTML page: a waterfall, and one lane per process",
+        help="write a self-contained HTML page: a waterfall, and one lane per process "
+        "('-': to standard output)",
     )
     view.add_argument(
         "--all", action="store_true",
@@ -79,7 +80,8 @@ def _send(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     for path in ns.files:
         try:
             if not os.path.isfile(path):
-                raise FileNotFoundError(f"no such file: {path}")
+                why = "not a regular file" if os.path.exists(path) else "no such file"
+                raise FileNotFoundError(f"{why}: {path}")
             with open(path, "rb"):
                 pass
         except OSError as exc:
@@ -129,6 +131,9 @@ def _view(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         from .._view import html as _html
 
         title = ", ".join(os.path.basename(f) for f in reading.files[:5])
+        if ns.html == "-":  # the page on standard output, as "-" means to other tools
+            sys.stdout.write(_html.page(roots, title))
+            return
         try:
             # Readable by this user alone, as the trace files it shows (the same arguments).
             fd = os.open(ns.html, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

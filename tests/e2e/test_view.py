@@ -157,3 +157,25 @@ def test_the_html_page_is_readable_by_its_user_alone(tmp_path):
     assert view.returncode == 0, view.stderr
     assert stat.S_IMODE(os.stat(tmp_path / "page.html").st_mode) == 0o600
     assert view.stdout.strip() == "proctrace: wrote page.html (1 trace)"
+
+
+def test_html_to_standard_output_and_send_tells_a_directory_from_a_missing_file(tmp_path):
+    """``--html -`` writes the page to standard output (it made a file named ``-``), and
+    ``proctrace send`` says a directory or a device is not a regular file (it said "no such
+    file" of both)."""
+    _example("create", tmp_path)
+    trace = next((tmp_path / ".proctrace").glob("*.jsonl"))
+    view = _proctrace(["view", "--html", "-", str(trace)], tmp_path)
+    assert view.returncode == 0, view.stderr
+    assert view.stdout.startswith("<!doctype html>") and "</html>" in view.stdout
+    assert not (tmp_path / "-").exists()
+    sent = _proctrace(
+        ["send", "--endpoint", "http://127.0.0.1:9", str(tmp_path), "/dev/null", "nothing.jsonl"],
+        tmp_path,
+    )
+    assert sent.returncode == 1
+    assert sent.stderr.splitlines() == [
+        f"proctrace: cannot read {tmp_path}: not a regular file: {tmp_path}",
+        "proctrace: cannot read /dev/null: not a regular file: /dev/null",
+        "proctrace: cannot read nothing.jsonl: no such file: nothing.jsonl",
+    ]
