@@ -17,44 +17,26 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from .._core import records
+from .._core import names, records
 from .._core import ring as _fmt
 from .._core.records import ENCODED_END, ENCODED_START, Finished, SpanData
 from .._otlp import encoded as _encoded
 from . import fates as _fates
 from . import framing as _framing
+from . import processes as _processes
 from . import rings as _rings
 
 _RING_SPAN, _RING_LINE = _fmt.SPAN, _fmt.LINE
 _ENCODED_HEX, _ENCODED_TAIL = len(ENCODED_START), len(ENCODED_END)
-# The longest line a process may send (a record): a process span with 128 log events of
-# the longest reprs is far below; more is dropped, so one bad peer cannot exhaust memory.
-MAX_LINE = 16 << 20
+MAX_LINE = _framing.MAX_LINE
 # Room for the descriptors one read may bring (a ring's: one per process), and how many a
 # connection may hold unclaimed by ring records before they are closed.
 _ANCILLARY = socket.CMSG_SPACE(4 * 4)
 _MAX_FDS = 4
 
 
-class _Connection:
-    __slots__ = ("defaults", "fds", "lines", "open", "ring")
-
-    def __init__(self) -> None:
-        self.lines = _framing.Lines(MAX_LINE)
-        self.open: dict[str, SpanData] = {}
-        self.defaults: dict[str, Any] = {}
-        self.fds: list[int] = []  # descriptors received, for the ring records to come
-        self.ring: _rings.Reader | None = None
-
-    def close_fds(self) -> None:
-        for fd in self.fds:
-            try:
-                os.close(fd)
-            except OSError:  # pragma: no cover
-                pass
-        self.fds.clear()
+_Connection = _framing.Connection
 
 
 class Collector:
@@ -80,6 +62,7 @@ class Collector:
         self._tick: Callable[[], object] | None = None
         self.trace_ids: dict[str, None] = {}
         self._rings: dict[_Connection, None] = {}  # connections with a ring, in order
+        self._connections: dict[socket.socket, _Connection] = {}
 
     def on_tick(self, tick: Callable[[], object]) -> None:
         """Call ``tick`` on every turn of the serving loop (at least every 50 ms)."""
@@ -99,7 +82,7 @@ class Collector:
         selector = selectors.DefaultSelector()
         self._listener.setblocking(False)
         selector.register(self._listener, selectors.EVENT_READ)
-        connections: dict[socket.socket, _Connection] = {}
+        connections = self._connections
         pace = _rings.Pace()  # how long a turn waits at most while rings are open
         try:
             while True:
@@ -147,10 +130,14 @@ class Collector:
 
     def _end_of(self, conn: _Connection) -> None:
         """A connection ended (its process did): its ring read to the end, its open spans
-        ended as its starter reported, or as lost."""
+        ended as its starter reported, or as lost; unless its process runs on."""
         self._close_ring(conn)
+        pids = {r["attrs"].get(names.PID) for r in conn.open.values()} | {
+            self._fates.pid_of(span) for span in conn.open
+        }
+        lives_on = next((p for p in pids if isinstance(p, int) and _processes.running(p)), None)
         for record in conn.open.values():
-            self._fates.lost(record)
+            self._fates.lost(record, lives_on)
         conn.open.clear()
 
     def _drain(self, conn: _Connection, final: bool = False) -> int:
@@ -293,7 +280,9 @@ class Collector:
                 # over the socket only when the ring had no room for it.
                 self._drain(conn)
                 started = conn.open.pop(record["span"], None)
-            if started is None:  # an end without its start on this connection
+            if started is None:  # its start on another connection of its process?
+                started = self._reclaim(record["span"])
+            if started is None:  # an end without its start
                 self.malformed += 1
                 return
             started["attrs"].update(record["attrs"])
@@ -328,6 +317,15 @@ class Collector:
             self._ring(conn)
         elif record["k"] == "shutdown":
             self.stop(self._drain_timeout)
+
+    def _reclaim(self, span_id: str) -> SpanData | None:
+        """The start of a span ended on another connection than the one it started on (the
+        program closed its process's first connection): on a connection not read to its end
+        yet, or held by the fates."""
+        for conn in self._connections.values():
+            if span_id in conn.open:
+                return conn.open.pop(span_id)
+        return self._fates.reclaim(span_id)
 
     def _ring(self, conn: _Connection) -> None:
         """A ``ring`` record: the descriptor that came with it is its process's ring."""

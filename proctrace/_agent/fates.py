@@ -19,12 +19,12 @@ each announced span has a fate here until it is ended:
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 
 from .._core import names
 from .._core.records import ExpectRecord, SpanData
+from . import processes as _processes
 
 ABNORMAL = "process ended before its span did (killed, crashed or os._exit)"
 STILL_RUNNING = "process was still running when the traced program exited"
@@ -46,8 +46,8 @@ _STATUS_UNSET, _STATUS_ERROR = names.STATUS_UNSET, names.STATUS_ERROR
 
 class _Fate:
     __slots__ = (
-        "code", "deadline", "ended_ns", "execed", "gone", "pid", "reaped_ns", "record", "signal",
-        "state",
+        "code", "deadline", "detached", "ended_ns", "execed", "gone", "pid", "reaped_ns",
+        "record", "signal", "state",
     )
 
     def __init__(self, state: str, record: SpanData | None) -> None:
@@ -63,6 +63,9 @@ class _Fate:
         self.reaped_ns: int | None = None
         self.execed = False  # it replaced its program (os.exec*): it lives on after its EOF
         self.gone = False  # an exec'd process found reaped with no report: its code unknown
+        # Its connection ended while the process ran on (the program closed proctrace's
+        # descriptor): its end may still come, on the connection the process makes next.
+        self.detached = False
 
 
 class Fates:
@@ -210,15 +213,20 @@ class Fates:
             early.pid = pid
         return early
 
-    def lost(self, record: SpanData) -> None:
-        """The connection of the process that opened ``record`` ended with it open."""
+    def lost(self, record: SpanData, lives_on: int | None = None) -> None:
+        """The connection of the process that opened ``record`` ended with it open;
+        ``lives_on``: the pid of that process, found running on (not dead, not a zombie)."""
         span_id = record["span"]
         fate = self._fates.get(span_id)
         if fate is None:
             fate = self._fates[span_id] = _Fate("open", record)
         fate.record = record
         fate.ended_ns = time.time_ns()
-        if fate.code is not None:
+        if lives_on is not None and fate.code is None and not fate.execed:
+            fate.pid = fate.pid or lives_on  # looked for until it is gone (tick)
+            fate.state, fate.detached = "dying", True
+            fate.deadline = time.monotonic() + EXEC_CHECK
+        elif fate.code is not None:
             self._end(span_id, fate, ABNORMAL)
         elif fate.execed:  # the exec'd program runs on: its end is join()'s (or the run's)
             fate.state, fate.deadline = "dying", time.monotonic() + EXEC_CHECK
@@ -241,8 +249,16 @@ class Fates:
         due = [s for s, f in self._fates.items() if f.deadline is not None and f.deadline <= now]
         for span_id in due:
             fate = self._fates[span_id]
+            if fate.detached:
+                if _processes.running(fate.pid):
+                    fate.deadline = now + EXEC_CHECK
+                    continue
+                # Gone without its end: ended when it was found gone, as a lost span is.
+                fate.detached, fate.ended_ns = False, time.time_ns()
+                fate.deadline = now + HELD_GRACE  # for the exit code join() will report
+                continue
             if fate.execed and fate.state == "dying" and fate.code is None:
-                if _exists(fate.pid):  # running, or a zombie join() will report
+                if _processes.exists(fate.pid):  # running, or a zombie join() will report
                     fate.deadline = now + EXEC_CHECK
                     continue
                 fate.gone = True  # reaped without a word (active_children(), os.wait())
@@ -250,6 +266,20 @@ class Fates:
                 self._release(span_id, fate)
             else:
                 self._end(span_id, fate, NEVER_RAN if fate.state == "announced" else ABNORMAL)
+
+    def pid_of(self, span_id: str) -> int | None:
+        """The pid its starter reported of a span's process, if any."""
+        fate = self._fates.get(span_id)
+        return None if fate is None else fate.pid
+
+    def reclaim(self, span_id: str) -> SpanData | None:
+        """The start of a span whose end came on another connection than its start did:
+        a process whose first connection the program closed, ending it on its next."""
+        fate = self._fates.get(span_id)
+        if fate is None or not fate.detached:
+            return None
+        fate.state, fate.detached, fate.deadline, fate.ended_ns = "open", False, None, None
+        return fate.record
 
     def waiting(self) -> bool:
         return any(f.deadline is not None for f in self._fates.values())
@@ -281,7 +311,7 @@ class Fates:
             self._end_execed(record, fate)
             return
         if self.group_signal is not None and fate.signal is None:
-            stop = signal_name(self.group_signal)
+            stop = _processes.signal_name(self.group_signal)
             attrs[names.STOPPED_BY] = stop
             if why == STILL_RUNNING:
                 why = f"process was still running when the program was stopped by {stop}"
@@ -332,19 +362,6 @@ class Fates:
         self._emit(record)
 
 
-def _exists(pid: int | None) -> bool:
-    """Whether process ``pid`` is still there (running, or a zombie not yet reaped)."""
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # there, but not ours to signal
-        return True
-    return True
-
-
 def _note_pid(fate: _Fate, pid: int | None) -> None:
     """The starter knows the child's pid: a span its starter opened before the fork has none
     until the child ends it, and a child killed first never does."""
@@ -362,11 +379,3 @@ def _merge(started: SpanData, announced: SpanData) -> None:
     started["process"] = True
 
 
-def signal_name(signum: int) -> str:
-    """``SIGTERM`` for 15, and so on."""
-    import signal
-
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"

@@ -10,6 +10,17 @@ arrives, so one bad peer cannot exhaust the agent's memory.
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._core.records import SpanData
+    from . import rings as _rings
+
+# The longest line a process may send (a record): a process span with 128 log events of
+# the longest reprs is far below; more is dropped, so one bad peer cannot exhaust memory.
+MAX_LINE = 16 << 20
+
 
 class Lines:
     """The unfinished line of one connection."""
@@ -56,3 +67,24 @@ class Lines:
     def _drop(self) -> bool:
         self.dropped += 1
         return False
+
+
+class Connection:
+    """What the collector keeps of one process's connection."""
+
+    __slots__ = ("defaults", "fds", "lines", "open", "ring")
+
+    def __init__(self, limit: int = MAX_LINE) -> None:
+        self.lines = Lines(limit)
+        self.open: dict[str, SpanData] = {}  # its spans started and not ended yet
+        self.defaults: dict[str, Any] = {}
+        self.fds: list[int] = []  # descriptors received, for the ring records to come
+        self.ring: _rings.Reader | None = None
+
+    def close_fds(self) -> None:
+        for fd in self.fds:
+            try:
+                os.close(fd)
+            except OSError:  # pragma: no cover
+                pass
+        self.fds.clear()

@@ -363,14 +363,22 @@ if __name__ == "__main__":
 """
 
 
-def test_a_program_that_closes_proctraces_descriptors_gets_its_own_back(run_script):
+def test_a_program_that_closes_proctraces_descriptors_gets_its_own_back(run_script, receiver):
     """A program (or a child) that closes every descriptor it did not open itself and opens
     its own: those take the lowest numbers, which proctrace's connection and lock file held.
     proctrace wrote its records into the program's socket and closed the program's file
     there; its descriptors now live high up, and one found closed is let go of unclosed.
+    The spans are whole: the agent read the closed connection as the process's end (ERROR
+    "process ended before its span did"); the process runs on, and ends them on its next.
     (Fork only: under spawn and forkserver, multiprocessing's own resource tracker breaks
     on its closed descriptor, and writes into the program's socket, without proctrace.)"""
-    run = run_script(CLOSES_FDS, "fork", env={"OTEL_TRACES_EXPORTER": "none"})
+    run = run_script(CLOSES_FDS, "fork", env=receiver.env())
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "important line b'' b'HELLO\\n' [0, 0, 0]", run.stderr
     assert "Bad file descriptor" not in run.stderr and "cannot reach" not in run.stderr
+    spans = by_name(settle(receiver, 5))
+    assert sorted(spans) == ["child", "child_closes", "prog"]
+    assert len(spans["child"]) == 3
+    for span in (*spans["child"], *spans["child_closes"], *spans["prog"]):
+        assert span.status_code != "ERROR", (span.name, span.status_message)
+        assert "proctrace.abnormal_end" not in span.attributes
