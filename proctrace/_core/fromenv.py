@@ -49,14 +49,19 @@ def shown(value: str) -> str:
 
 
 def public_url(url: str) -> str:
-    """``url`` without its userinfo (a password, often): ``http://***@host:4318/v1/traces``.
+    """``url`` without its userinfo (a password, often): ``http://***@host:4318/v1/traces``,
+    and without the values of secret-looking query parameters (``?api_key=[REDACTED]``).
     Everything up to the last ``@`` goes: a password may hold a raw ``/``, ``?``, ``#`` or
     ``@`` (it should be percent-encoded, and often is not), and hiding an ``@`` of the path
     too costs nothing."""
-    if "@" not in url:
-        return url
-    scheme, sep, rest = url.partition("://")
-    return (f"{scheme}://" if sep else "") + "***@" + (rest if sep else url).rpartition("@")[2]
+    if "@" in url:
+        scheme, sep, rest = url.partition("://")
+        url = (f"{scheme}://" if sep else "") + "***@" + (rest if sep else url).rpartition("@")[2]
+    if "=" in url:  # a query's secret-looking values (?api_key=...)
+        from .redact import redact_text
+
+        url = redact_text(url)
+    return url
 
 
 def endpoint_problem(endpoint: str) -> str | None:
@@ -193,9 +198,17 @@ def log_format(env: Mapping[str, str], say: Warn) -> str:
 
 
 def service_name(env: Mapping[str, str], default: Callable[[], str], say: Warn) -> str:
+    """``OTEL_SERVICE_NAME``, else ``service.name`` in ``OTEL_RESOURCE_ATTRIBUTES``, else
+    ``default()``: the order of the OpenTelemetry specification."""
     raw = env.get("OTEL_SERVICE_NAME", "")
     if raw.strip():
         return raw
+    for pair in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, _, value = pair.partition("=")
+        if key.strip() == "service.name" and value.strip():
+            from urllib.parse import unquote
+
+            return unquote(value.strip())
     name = default()
     if raw:
         say(f"OTEL_SERVICE_NAME={shown(raw)} is blank; using {name}")

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from .._core.fromenv import public_url
+
 __all__ = ["DEFAULT_TIMEOUT", "PROTOCOLS", "TransportOptions", "options_from_env"]
 
 PROTOCOLS = ("grpc", "http/protobuf")
@@ -286,7 +288,8 @@ def _client_pair_from_env(
 
 @dataclass(frozen=True)
 class _Endpoint:
-    """An endpoint URL taken apart; ``url`` is the one to show (no userinfo)."""
+    """An endpoint URL taken apart; ``url`` is the one to show (no userinfo, no secret-looking
+    query values)."""
 
     url: str
     scheme: str  # "http", "https", or "" for a bare grpc host:port
@@ -307,6 +310,7 @@ class _Endpoint:
         url = urlunsplit((scheme, hostport, parts.path, parts.query, ""))
         if bare:
             url = url.removeprefix("//")
+        url = public_url(url)  # as shown: a query's secret-looking values hidden too
         if scheme not in ("", "http", "https"):
             raise ValueError(f"endpoint {url!r}: the scheme must be http or https")
         if not scheme and not bare:

@@ -260,6 +260,10 @@ def configure(settings: _config.Settings) -> None:
             raise _config.ConfigurationError(
                 "proctrace.configure() must be called before the first traced process starts"
             )
+        if _configured is not None and _configured.redact:  # redact= adds names: kept
+            settings = settings._replace(
+                redact=tuple(dict.fromkeys((*_configured.redact, *settings.redact)))
+            )
         _configured = settings
 
 

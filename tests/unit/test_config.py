@@ -103,3 +103,16 @@ def test_can_sample_is_false_only_where_no_trace_can_ever_be_sampled(sampler, ra
         for trace_id in ("0" * 32, "f" * 32, "4bf92f3577b34da6a3ce929d0e0e4736"):
             for parent in (None, True, False):
                 assert not sampling.decide(sampler, ratio, trace_id, parent)
+
+
+def test_a_second_configure_keeps_the_names_the_first_gave_to_redact(monkeypatch):
+    """``redact=`` adds names: a later configure() (say, of the service name) keeps them
+    (it replaced them, and the argument was recorded in clear)."""
+    from proctrace._starter import run
+
+    monkeypatch.setattr(run, "_configured", None)
+    monkeypatch.setattr(run, "active", lambda: False)
+    run.configure(resolve(redact=("pin",)))
+    run.configure(resolve(service_name="checkout", redact=("card",)))
+    assert run.settings().redact == ("pin", "card")
+    assert run.settings().service_name == "checkout"

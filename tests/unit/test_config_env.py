@@ -246,3 +246,32 @@ def test_a_bad_endpoint_is_described_without_its_password(url):
 
     problem = endpoint_problem(url)
     assert "s3cr" not in (problem or "") + public_url(url)
+
+
+def test_secret_query_values_of_the_endpoint_are_hidden_wherever_it_is_shown():
+    """``?api_key=...`` in the endpoint: hidden in public_url() and in the transport's own
+    description of the endpoint (which a failed export's warning quotes)."""
+    from proctrace._core.fromenv import public_url
+
+    url = "http://user:pw@collector:4318/otlp?api_key=SEKRET42&tenant=a"
+    assert public_url(url) == "http://***@collector:4318/otlp?api_key=[REDACTED]&tenant=a"
+    for protocol in ("http/protobuf", "grpc"):
+        options = options_from_env("http://collector:4318/v1/traces?token=T0K", protocol, {})
+        assert "T0K" not in repr(options) and "token=[REDACTED]" in repr(options)
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod,service.name=billing"},
+         "billing"),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=my%20svc"}, "my svc"),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=billing", "OTEL_SERVICE_NAME": "orders"},
+         "orders"),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "service.name="}, "script"),
+    ],
+)
+def test_the_service_name_comes_from_the_resource_attributes_too(env, name):
+    """The specification's order: OTEL_SERVICE_NAME, then service.name in
+    OTEL_RESOURCE_ATTRIBUTES, then the default (the script's name)."""
+    assert fromenv.service_name(env, lambda: "script", lambda line: None) == name
