@@ -10,14 +10,17 @@ cannot lose a span that has ended.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
 from .._core.config import Settings
+from .._core.ids import parse_traceparent
 from .._otel import adapter
 from .._otel.convert import record_of
 from .._otel.samplers import sampler_of
@@ -59,6 +62,30 @@ class ForwardingTracerProvider(adapter.FixedResourceTracerProvider):
     def __init__(self, start_run: Callable[[], object] | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.add_span_processor(ForwardProcessor(start_run))
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
+        """The SDK's tracer; under a ``TRACEPARENT`` handed in, a span started with no span
+        current joins that trace, as the run's main span does (it began a trace of its own)."""
+        tracer = super().get_tracer(*args, **kwargs)
+        handed = parse_traceparent(os.environ.get("TRACEPARENT", ""))
+        if handed is None:
+            return tracer
+        parent = trace.NonRecordingSpan(
+            trace.SpanContext(
+                int(handed.trace_id, 16), int(handed.span_id, 16), is_remote=True,
+                trace_flags=trace.TraceFlags(1 if handed.sampled else 0),
+            )
+        )
+        start_span = tracer.start_span
+
+        def start_under_handed_in(name: str, context: Context | None = None, *rest: Any,
+                                  **options: Any) -> Any:  # fmt: skip
+            if not trace.get_current_span(context).get_span_context().is_valid:
+                context = trace.set_span_in_context(parent, context)
+            return start_span(name, context, *rest, **options)
+
+        tracer.start_span = start_under_handed_in  # type: ignore[method-assign]  # and start_as_current_span()
+        return tracer
 
 
 def forwarding(settings: Settings, start_run: Callable[[], object] | None) -> TracerProvider:

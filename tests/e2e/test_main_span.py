@@ -367,3 +367,34 @@ def test_a_copy_made_by_os_fork_is_a_process_of_the_same_run(tmp_path, receiver,
     assert work["'os_exit'"].parent_span_id == left.span_id
     assert left.attributes.get("proctrace.abnormal_end") is True
     assert proc.stderr.count("proctrace:") <= 1  # one run: at most one exit line
+
+
+API_ROOTS = """
+import multiprocessing, sys
+from opentelemetry import trace
+from proctrace import traced
+
+@traced
+def child(i):
+    pass
+
+if __name__ == "__main__":
+    tracer = trace.get_tracer("app")
+    for phase in ("phase-1", "phase-2"):
+        with tracer.start_as_current_span(phase):
+            p = multiprocessing.get_context(sys.argv[1]).Process(target=child, args=(1,))
+            p.start(); p.join()
+"""
+
+
+def test_the_programs_own_root_spans_join_the_trace_handed_in(run_script, receiver, method):
+    """Under TRACEPARENT, spans the program makes through the API with no span current join
+    the trace handed in, under the span named there, as the main span does (each began a
+    trace of its own, and the run was not in the caller's trace at all)."""
+    run = run_script(API_ROOTS, method, env={**receiver.env(), "TRACEPARENT": OUTSIDE})
+    assert run.returncode == 0, run.stderr
+    spans = by_name(settle(receiver, 4))
+    phases = [*spans["phase-1"], *spans["phase-2"]]
+    assert {s.trace_id for s in (*phases, *spans["child"])} == {OUTSIDE.split("-")[1]}
+    assert {s.parent_span_id for s in phases} == {OUTSIDE.split("-")[2]}
+    assert sorted(c.parent_span_id for c in spans["child"]) == sorted(p.span_id for p in phases)
