@@ -63,6 +63,7 @@ class Collector:
         self.trace_ids: dict[str, None] = {}
         self._rings: dict[_Connection, None] = {}  # connections with a ring, in order
         self._connections: dict[socket.socket, _Connection] = {}
+        self.shutdown_asked = False
 
     def on_tick(self, tick: Callable[[], object]) -> None:
         """Call ``tick`` on every turn of the serving loop (at least every 50 ms)."""
@@ -316,6 +317,7 @@ class Collector:
         elif record["k"] == "ring":
             self._ring(conn)
         elif record["k"] == "shutdown":
+            self.shutdown_asked = True  # by the program, at its exit: it waits for the agent
             self.stop(self._drain_timeout)
 
     def _reclaim(self, span_id: str) -> SpanData | None:

@@ -49,6 +49,7 @@ def main(argv: list[str]) -> None:
     # delivered now, to the handler.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, GROUP_SIGNALS)
     fd, owner = int(argv[0]), int(argv[1])
+    relay = int(argv[2]) if len(argv) > 2 else -1  # see _say
     settings_json = sys.stdin.buffer.read()
 
     from opentelemetry.sdk.resources import Resource
@@ -87,6 +88,8 @@ def main(argv: list[str]) -> None:
     collector.on_tick(tick)
     collector.serve()
     pipeline.shutdown(EXPORT_DEADLINE)
+    if collector.shutdown_asked and os.getppid() == owner:
+        _relay[0] = relay  # the program waits for the agent, and says these lines itself
 
     traces = ", ".join(collector.trace_ids) or "none"
     moved = f" ({directory.why()})" if directory.why() else ""
@@ -134,9 +137,23 @@ def _remove_run_directory(address: object) -> None:
         rundir.remove(os.path.dirname(address))
 
 
+# A pipe to the program (its descriptor here), for the lines the agent says at the end of a
+# run the program ended itself: the program writes them to its stderr as it is then. The
+# agent's own stderr is the program's as it was when the agent started, which may have
+# been a capture since ended (pytest's, say, for a run begun inside a test).
+_relay = [-1]
+
+
 def _say(line: str) -> None:
+    text = f"proctrace: {line}\n"
+    if _relay[0] >= 0:
+        try:
+            os.write(_relay[0], text.encode("utf-8", "backslashreplace"))
+            return
+        except OSError:  # the program is gone after all: say it here
+            _relay[0] = -1
     try:
-        sys.stderr.write(f"proctrace: {line}\n")
+        sys.stderr.write(text)
         sys.stderr.flush()
     except (OSError, ValueError):  # the terminal is gone (SIGHUP): the files still say it
         pass

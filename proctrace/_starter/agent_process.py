@@ -33,7 +33,11 @@ class AgentProcess:
             p for p in (package_parent, env.get("PYTHONPATH", "")) if p
         )
         read_end, write_end = os.pipe()
+        # The agent's last lines come back on this pipe when the program ends the run itself
+        # (``relayed``): the program's stderr may have changed since (a capture that ended).
+        self.relay, relay_end = os.pipe()
         os.set_inheritable(listener_fd, True)
+        os.set_inheritable(relay_end, True)
         try:
             self.pid = os.posix_spawn(
                 sys.executable,
@@ -42,7 +46,7 @@ class AgentProcess:
                 # standard library's the agent imports, and another user able to write there
                 # could plant code in it.
                 [sys.executable, "-P", "-m", "proctrace._agent", str(listener_fd),
-                 str(owner_pid)],
+                 str(owner_pid), str(relay_end)],
                 env,
                 file_actions=[(os.POSIX_SPAWN_DUP2, read_end, 0)],
                 setsigmask=GROUP_SIGNALS,
@@ -50,6 +54,7 @@ class AgentProcess:
         finally:
             os.set_inheritable(listener_fd, False)
             os.close(read_end)
+            os.close(relay_end)
         with os.fdopen(write_end, "wb") as pipe:
             pipe.write(json.dumps(dict(settings)).encode())
         self.returncode: int | None = None
@@ -88,6 +93,19 @@ class AgentProcess:
             return False
         self.returncode = os.waitstatus_to_exitcode(status)
         return True
+
+    def finish(self, timeout: float) -> None:
+        """Wait ``timeout`` seconds at most for the agent to end (then kill it), and write
+        the lines it sent back to this process's stderr."""
+        if not self.wait(timeout):
+            self.kill()
+        os.set_blocking(self.relay, False)
+        try:
+            while data := os.read(self.relay, 65536):
+                os.write(2, data)
+        except OSError:  # nothing more, or no stderr: the files still say it
+            pass
+        os.close(self.relay)
 
     def kill(self) -> None:
         try:

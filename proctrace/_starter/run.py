@@ -153,8 +153,8 @@ class Runtime:
         if self.agent is not None or self.collector_thread is not None:
             _wire.send({"k": "shutdown"})
         _wire.close()
-        if self.agent is not None and not self.agent.wait(AGENT_EXIT_TIMEOUT):
-            self.agent.kill()
+        if self.agent is not None:
+            self.agent.finish(AGENT_EXIT_TIMEOUT)
         if self.collector_thread is not None:
             self.collector_thread.join(timeout=AGENT_EXIT_TIMEOUT)
         rundir.remove(self.directory)

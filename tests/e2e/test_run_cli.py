@@ -343,3 +343,34 @@ def test_objects_of_classes_the_program_defines_come_back_from_children(
     traced = _run(["--quiet", *args], tmp_path)
     assert (traced.returncode, traced.stdout) == (0, plain.stdout), traced.stderr
     assert traced.stdout.splitlines()[0] == "True"
+
+
+IN_A_TEST = """
+import multiprocessing
+
+def square(x):
+    return x * x
+
+def test_pool():
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        assert pool.map(square, range(3)) == [0, 1, 4]
+"""
+
+
+@pytest.mark.parametrize("backend", ["file", "down"])
+def test_the_runs_last_lines_reach_stderr_when_it_began_inside_a_captured_test(
+    tmp_path, backend
+):
+    """`proctrace run -m pytest` whose first process starts inside a test: the agent starts
+    with pytest's capture file as its stderr, where its last lines (the trace file, the spans
+    kept for later) went unseen. The program, which waits for it, writes them itself."""
+    (tmp_path / "test_in.py").write_text(IN_A_TEST)
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"} if backend == "down" else {}
+    proc = _run(["-m", "pytest", "-q", "-p", "no:cacheprovider"], tmp_path, env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (last,) = proc.stderr.splitlines()
+    if backend == "file":
+        assert re.match(r"proctrace: \d+ spans \(trace \w+\) written to \.proctrace/", last)
+    else:
+        assert re.match(r"proctrace: \d+ spans could not be sent to http://127.0.0.1:9 ", last)
+        assert "send them later with: proctrace send .proctrace/" in last

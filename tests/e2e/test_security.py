@@ -62,8 +62,8 @@ def test_no_setting_reaches_a_command_line_and_credentials_reach_the_backend(
     run_script, tmp_path
 ):
     """While a run with endpoint userinfo and an Authorization header is under way, no
-    /proc/*/cmdline holds either (the agent's is `python -P -m proctrace._agent FD PID`), and the
-    backend receives both: the header, and the userinfo as Basic credentials."""
+    /proc/*/cmdline holds either (the agent's is `python -P -m proctrace._agent FD PID FD`),
+    and the backend receives both: the header, and the userinfo as Basic credentials."""
     from proctrace.testing import OTLPReceiver
 
     with OTLPReceiver("http/protobuf") as receiver:
@@ -80,7 +80,7 @@ def test_no_setting_reaches_a_command_line_and_credentials_reach_the_backend(
         headers = receiver.last_headers
     assert "leaks []" in run.stdout
     agent = re.search(r"agent \[(.*)\]", run.stdout).group(1)
-    assert agent.count(",") == 5, agent  # python, -P, -m, proctrace._agent, FD, PID: no more
+    assert agent.count(",") == 6, agent  # python, -P, -m, proctrace._agent, FD, PID, FD: no more
     assert headers["x-api-key"] == "T0KEN"
     assert headers["authorization"].startswith("Basic ")
     assert "S3CRET" not in run.stderr
