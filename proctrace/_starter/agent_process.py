@@ -19,6 +19,8 @@ import sys
 import time
 from collections.abc import Mapping
 
+from .._core import fds as _fds
+
 GROUP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
@@ -35,7 +37,8 @@ class AgentProcess:
         read_end, write_end = os.pipe()
         # The agent's last lines come back on this pipe when the program ends the run itself
         # (``relayed``): the program's stderr may have changed since (a capture that ended).
-        self.relay, relay_end = os.pipe()
+        relay, relay_end = os.pipe()
+        self.relay = _fds.moved(relay)  # kept open for the run: out of the program's way
         os.set_inheritable(listener_fd, True)
         os.set_inheritable(relay_end, True)
         try:
@@ -99,12 +102,13 @@ class AgentProcess:
         the lines it sent back to this process's stderr."""
         if not self.wait(timeout):
             self.kill()
-        os.set_blocking(self.relay, False)
         try:
+            os.set_blocking(self.relay, False)
             while data := os.read(self.relay, 65536):
                 os.write(2, data)
-        except OSError:  # nothing more, or no stderr: the files still say it
-            pass
+        except OSError as exc:  # nothing more, or no stderr: the files still say it
+            if _fds.not_ours(exc):  # the program closed it (os.closerange): not ours to close
+                return
         os.close(self.relay)
 
     def kill(self) -> None:
