@@ -88,8 +88,12 @@ def main(argv: list[str]) -> None:
     collector.on_tick(tick)
     collector.serve()
     pipeline.shutdown(EXPORT_DEADLINE)
-    if collector.shutdown_asked and os.getppid() == owner:
-        _relay[0] = relay  # the program waits for the agent, and says these lines itself
+    if collector.shutdown_asked and os.getppid() == owner and relay >= 0:
+        try:  # never to wait on the pipe: a full one sends the lines to stderr instead
+            os.set_blocking(relay, False)
+            _relay[0] = relay  # the program waits for the agent, and says these lines itself
+        except OSError:
+            pass
 
     traces = ", ".join(collector.trace_ids) or "none"
     moved = f" ({directory.why()})" if directory.why() else ""

@@ -36,7 +36,7 @@ class AgentProcess:
         )
         read_end, write_end = os.pipe()
         # The agent's last lines come back on this pipe when the program ends the run itself
-        # (``relayed``): the program's stderr may have changed since (a capture that ended).
+        # (``finish``): the program's stderr may have changed since (a capture that ended).
         relay, relay_end = os.pipe()
         self.relay = _fds.moved(relay)  # kept open for the run: out of the program's way
         os.set_inheritable(listener_fd, True)
