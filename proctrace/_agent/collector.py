@@ -34,8 +34,6 @@ MAX_LINE = _framing.MAX_LINE
 # connection may hold unclaimed by ring records before they are closed.
 _ANCILLARY = socket.CMSG_SPACE(4 * 4)
 _MAX_FDS = 4
-
-
 _Connection = _framing.Connection
 
 
@@ -130,13 +128,18 @@ class Collector:
             self._listener.close()
 
     def _end_of(self, conn: _Connection) -> None:
-        """A connection ended (its process did): its ring read to the end, its open spans
-        ended as its starter reported, or as lost; unless its process runs on."""
+        """A connection ended (its process did): its ring read to the end, its open spans and
+        the task it ran ended as its starter reported, or as lost; unless it runs on."""
+        flight = conn.ring.in_flight() if conn.ring is not None else None
         self._close_ring(conn)
         pids = {r["attrs"].get(names.PID) for r in conn.open.values()} | {
             self._fates.pid_of(span) for span in conn.open
         }
         lives_on = next((p for p in pids if isinstance(p, int) and _processes.running(p)), None)
+        task = _encoded.running(flight) if flight else None  # the pool task it ran
+        if task is not None:
+            process = next((s for s, r in conn.open.items() if r.get("process")), None)
+            self._fates.cut_off(task, process, lives_on)
         for record in conn.open.values():
             self._fates.lost(record, lives_on)
         conn.open.clear()

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from .._core import names
 from .._core.records import ExpectRecord, SpanData
+from . import cutoff as _cutoff
 from . import processes as _processes
 
 ABNORMAL = "process ended before its span did (killed, crashed or os._exit)"
@@ -82,6 +83,9 @@ class Fates:
         # on the child's connection, which the collector may read after the starter's own.
         self._early: dict[str, _Fate] = {}
         self.abnormal = 0
+        # Pool tasks a process was running when its connection ended, by its span id: they
+        # end with it (``cutoff``).
+        self._tasks: dict[str, list[SpanData]] = {}
         # A signal the agent itself received with the rest of the process group (SIGTERM from
         # docker stop or systemd, SIGHUP from a closed terminal, SIGINT from Ctrl-C).
         self.group_signal: int | None = None
@@ -149,7 +153,7 @@ class Fates:
                 if not (fate.signal and record.get("quiet_term")):
                     record["status"] = _STATUS_ERROR
                     record["message"] = f"{how} after its target ended"
-        self._emit(record)
+        self._out(record)
 
     def forked(self, span_id: str, pid: int) -> None:
         """The starter forked the child of a span it opened before the fork: its pid, which
@@ -237,6 +241,14 @@ class Fates:
             fate.state = "dying"
             fate.deadline = time.monotonic() + (self._grace if signalled else HELD_GRACE)
 
+    def cut_off(self, task: SpanData, process: str | None, lives_on: int | None) -> None:
+        """The connection of a process running ``task`` ended: the task ends when
+        ``process``'s span does (``cutoff``), or as a lost span of its own."""
+        if process is not None and process in self._fates:
+            self._tasks.setdefault(process, []).append(task)
+        else:
+            self.lost(task, lives_on)
+
     def abandon(self, record: SpanData) -> None:
         """The run is over while the process that opened ``record`` still runs."""
         fate = self._fates.pop(record["span"], None) or _Fate("open", record)
@@ -279,6 +291,7 @@ class Fates:
         if fate is None or not fate.detached:
             return None
         fate.state, fate.detached, fate.deadline, fate.ended_ns = "open", False, None, None
+        self._tasks.pop(span_id, None)  # it ran on: what it was running ended there
         return fate.record
 
     def waiting(self) -> bool:
@@ -338,11 +351,16 @@ class Fates:
         end = fate.ended_ns or time.time_ns()
         if fate.reaped_ns is not None and fate.reaped_ns < end:  # noticed late: it was over
             end = max(fate.reaped_ns, record["start"])
-        record["end"] = end
-        record["status"] = status
-        record["message"] = why
-        self._emit(record)
+        record["end"], record["status"], record["message"] = end, status, why
+        self._out(record)
 
+    def _out(self, record: SpanData) -> None:
+        """Emit a process span, and the tasks its end cut off."""
+        self._emit(record)
+        tasks = self._tasks.pop(record["span"], None)
+        if tasks:
+            for task in _cutoff.ended_with(record, tasks):
+                self._emit(task)
 
     def _end_execed(self, record: SpanData, fate: _Fate) -> None:
         """A process that replaced its program: ended when ``join()`` reaped it, its status
@@ -359,7 +377,7 @@ class Fates:
                 record["status"] = _STATUS_ERROR
                 record["message"] = f"the program it exec'd exited with code {code}"
         record["end"] = fate.reaped_ns or time.time_ns()
-        self._emit(record)
+        self._out(record)
 
 
 def _note_pid(fate: _Fate, pid: int | None) -> None:

@@ -72,7 +72,7 @@ class RingError(ValueError):
 class Reader:
     """One process's ring, mapped in the collector."""
 
-    __slots__ = ("broken", "capacity", "mm", "read", "words")
+    __slots__ = ("broken", "capacity", "mm", "read", "slot", "words")
 
     def __init__(self, fd: int) -> None:
         try:
@@ -90,9 +90,16 @@ class Reader:
         finally:
             os.close(fd)
         capacity = _fmt.U64.unpack_from(mm, _fmt.OFF_CAPACITY)[0]
-        if mm[0:8] != _fmt.MAGIC or capacity != info.st_size - _fmt.HEADER or capacity % 8:
+        slot = _fmt.U64.unpack_from(mm, _fmt.OFF_SLOT)[0]
+        if (
+            mm[0:8] != _fmt.MAGIC
+            or slot not in (0, _fmt.SLOT)
+            or capacity != info.st_size - _fmt.HEADER - slot
+            or capacity % 8
+        ):
             mm.close()
             raise RingError("not a ring: header")
+        self.slot = slot
         self.mm = mm
         self.words = memoryview(mm)[: _fmt.HEADER].cast("Q")  # the positions, whole words
         self.capacity = capacity
@@ -140,6 +147,18 @@ class Reader:
         self.read = read
         self.words[_fmt.WORD_READ] = read
         return out, refused
+
+    def in_flight(self) -> bytes | None:
+        """The span of the task its writer was running, as written before the call; None
+        when it ran none. Read only once the writer is gone: while it lives, the slot
+        changes under the reader."""
+        if not self.slot:
+            return None
+        at = _fmt.HEADER + self.capacity
+        length = _fmt.U64.unpack_from(self.mm, at)[0]
+        if not 0 < length <= self.slot - 8:
+            return None
+        return bytes(self.mm[at + 8 : at + 8 + length])
 
     def close(self) -> None:
         try:

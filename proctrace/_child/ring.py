@@ -19,12 +19,13 @@ _CRC = _fmt.KIND_CRC
 _crc32, _pack_into = binascii.crc32, _fmt.FRAME.pack_into
 _HEADER, _WRAP, _REFUSED, _ATTACHED_AT = _fmt.HEADER, _fmt.WRAP, _fmt.REFUSED, _fmt.OFF_ATTACHED
 _WORD_READ, _WORD_WRITE = _fmt.WORD_READ, _fmt.WORD_WRITE
+_SLOT_AT, _SLOT_ROOM = _HEADER + 8, _fmt.SLOT - 8  # the message, after the data area's end
 
 
 class Writer:
     """A ring this process writes (its own: a fork child of it makes its own)."""
 
-    __slots__ = ("capacity", "fd", "mm", "pos", "words")
+    __slots__ = ("capacity", "fd", "held", "mm", "pos", "slot", "words")
 
     def __init__(self, fd: int, mm: mmap.mmap, capacity: int) -> None:
         self.fd = fd  # handed to the collector once, then closed (the mapping stays)
@@ -32,8 +33,31 @@ class Writer:
         self.words = memoryview(mm)[: _fmt.HEADER].cast("Q")  # the positions, whole words
         self.capacity = capacity
         self.pos = 0
+        self.slot = memoryview(mm)[_HEADER + capacity : _HEADER + capacity + 8].cast("Q")
+        self.held = False  # the slot holds a running task's span
 
-    def put(self, kind: int, body: bytes) -> bool:
+    def hold(self, span: bytes) -> bool:
+        """Put a task's span, as it would be sent, in the slot while the task runs (see
+        ``_core.ring``); False when the slot is taken (a task inside a task) or too small."""
+        n = len(span)
+        if self.held or n > _SLOT_ROOM:
+            return False
+        self.held = True
+        at = _SLOT_AT + self.capacity
+        self.mm[at : at + n] = span
+        self.slot[0] = n  # last: the collector takes only a whole message
+        return True
+
+    def free(self) -> None:
+        """The task ended: the slot is let go of (before its span is sent)."""
+        if self.held:
+            self.held = False
+            try:
+                self.slot[0] = 0
+            except ValueError:  # pragma: no cover - closed meanwhile (a new connection)
+                pass
+
+    def put(self, kind: int, body: bytes | bytearray) -> bool:
         """Copy in one record (``kind``: ``LINE`` or ``SPAN``) and publish it; False when the
         ring has no room or the collector refused it (send it over the socket). Used from the
         start, before the collector has read the ring: a worker never waits for a collector
@@ -68,6 +92,9 @@ class Writer:
 
     def close(self) -> None:
         try:
+            self.slot[0] = 0  # a task running now ends on the next ring, if at all
+            self.held = False
+            self.slot.release()
             self.words.release()
             self.mm.close()
         except (BufferError, ValueError):  # pragma: no cover - still exported, or closed
@@ -92,12 +119,13 @@ def create(capacity: int = _fmt.CAPACITY) -> Writer | None:
     fd = -1
     try:
         fd = memfd_create("proctrace-ring", os.MFD_CLOEXEC)
-        os.ftruncate(fd, _fmt.HEADER + capacity)
-        mm = mmap.mmap(fd, _fmt.HEADER + capacity)
+        os.ftruncate(fd, _fmt.HEADER + capacity + _fmt.SLOT)
+        mm = mmap.mmap(fd, _fmt.HEADER + capacity + _fmt.SLOT)
     except OSError:
         if fd >= 0:
             os.close(fd)
         return None
     mm[0:8] = _fmt.MAGIC
     _fmt.U64.pack_into(mm, _fmt.OFF_CAPACITY, capacity)
+    _fmt.U64.pack_into(mm, _fmt.OFF_SLOT, _fmt.SLOT)
     return Writer(fd, mm, capacity)

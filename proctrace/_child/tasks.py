@@ -11,6 +11,7 @@ general way (``Span.end``): those are rare, and say more.
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -34,8 +35,9 @@ class _Plan:
     """What every call of one function submitted from one span shares, in this worker."""
 
     __slots__ = (
-        "address", "attrs", "encoder", "extra", "limit", "name", "parent", "parent_id", "pid",
-        "record_args", "secret", "secret_any", "skip_self", "target", "trace_id",
+        "address", "attrs", "cpu_back", "encoder", "end_at", "extra", "limit", "name",
+        "parent", "parent_id", "pid", "record_args", "secret", "secret_any", "skip_self",
+        "target", "trace_id",
     )
 
     def __init__(
@@ -55,6 +57,8 @@ class _Plan:
         self.parent = parent
         self.attrs = attrs  # the function's (the worker's go once per connection)
         self.encoder = encoder
+        # Where the end time and the CPU time go in a message encoded before the call.
+        self.end_at, self.cpu_back = encoder.end_at, encoder.CPU_BACK
         self.address = address
         self.record_args = record_args
         self.limit = limit
@@ -114,9 +118,17 @@ def run_task(
 
 def run(plan: _Plan, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
     """One call of the plan's function, in its span. Pool tasks are many and short: this
-    runs for each, so it calls little and builds little (about 5 µs here)."""
+    runs for each, so it calls little and builds little (about 5 µs here).
+
+    The span is written before the call, as it will be sent, and held in the ring's slot
+    while the call runs (``_core.ring``): if the process dies under the task, the collector
+    ends it as the process ended. Once the call returns, its end time and CPU time are
+    written into that message, and it is sent."""
     span = _Span.for_task(plan.name, plan.trace_id, plan.parent_id)
     shown_args, shown_kwargs = _describe(plan, args, kwargs)
+    message = plan.encoder.encode(span.span_id, span.start_ns, 0, shown_args, shown_kwargs, 0.0)
+    ring = _wire._ring or _wire.task_ring()  # the plan is this process's (find())
+    held = ring.hold(message) if ring is not None else False
     cpu0 = _thread_time()  # this thread's: other threads' work is not the call's
     state = _enter(span)
     try:
@@ -124,20 +136,25 @@ def run(plan: _Plan, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
     except BaseException as exc:
         _leave(span, state)
         if _pid[0] == plan.pid:  # else a copy made by os.fork() in the task: not its span
+            if held and ring is not None:
+                ring.free()
             cpu = (_thread_time() - cpu0) // 1000 / 1e6
-            status, message = _outcome.failed_status(span, exc)
-            _end(span, plan, shown_args, shown_kwargs, status, message, cpu)
+            status, message_ = _outcome.failed_status(span, exc)
+            _end(span, plan, shown_args, shown_kwargs, status, message_, cpu)
         raise
     _leave(span, state)
     cpu = (_thread_time() - cpu0) // 1000 / 1e6
-    if _pid[0] != plan.pid:  # a copy made by os.fork() in the task: not its span
-        return result
+    if _pid[0] != plan.pid:  # a copy made by os.fork() in the task: not its span (nor the
+        return result  # slot: the copy shares its parent's ring, and leaves it alone)
+    if held and ring is not None:
+        ring.free()
     if span.events or span.attributes:  # log events, or a count of those dropped
         _end(span, plan, shown_args, shown_kwargs, _span.STATUS_UNSET, "", cpu)
         return result
-    _send_encoded(
-        plan.encoder.encode(span.span_id, span.start_ns, _time_ns(), shown_args, shown_kwargs, cpu)
-    )
+    ended = bytearray(message)
+    _pack_time(ended, plan.end_at, _time_ns())
+    _pack_cpu(ended, len(ended) - plan.cpu_back, cpu)
+    _send_encoded(ended)
     return result
 
 
@@ -147,6 +164,7 @@ _enter, _leave = _span.enter, _span.leave
 # CPU time in whole µs, from ns: round(seconds, 6) costs ~0.4 µs a task (as text, then back)
 _thread_time, _time_ns = time.thread_time_ns, time.time_ns
 _send_encoded = _wire.send_encoded
+_pack_time, _pack_cpu = struct.Struct("<Q").pack_into, struct.Struct("<d").pack_into
 _describe = _arguments.describe_planned
 
 

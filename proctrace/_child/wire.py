@@ -185,7 +185,7 @@ def send_report(kind: str, span_id: str, value: int, pid: int | None) -> bool:
         return _send(line)
 
 
-def send_encoded(span: bytes, ring: bool = True) -> bool:
+def send_encoded(span: bytes | bytearray, ring: bool = True) -> bool:
     """A finished span already written as an OTLP ``Span`` message: into this process's ring
     (``_core.ring``) if it has room, else as an ``EncodedRecord``. ``ring=False``: over the
     socket (the end of a task whose start went that way, to stay behind it)."""
@@ -196,6 +196,15 @@ def send_encoded(span: bytes, ring: bool = True) -> bool:
         if ring and not _ring_tried:
             _start_ring()
         return _send(b"%s%s%s\n" % (ENCODED_START, span.hex().encode(), ENCODED_END))
+
+
+def task_ring() -> Writer | None:
+    """This process's ring, made now if it has none yet (a pool task's span is held in its
+    slot while the task runs, from the first task on: ``_core.ring``)."""
+    with _lock:
+        if _ring is None and not _ring_tried:
+            _start_ring()
+        return _ring
 
 
 def send_task(record: Mapping[str, Any]) -> bool:

@@ -27,6 +27,13 @@ each record's CRC and takes a record that does not match as not published yet. T
 positions are read and written as whole aligned 64-bit words (``memoryview.cast("Q")``,
 which copies all 8 bytes at once), never byte by byte as ``struct.pack_into("<Q")`` does:
 the other side reads them while they change, and must never see half of a new value.
+
+After the data area, ``SLOT`` bytes (their size in the header, at ``OFF_SLOT``) hold the pool
+task running now: its span as the OTLP message it would be sent as, written before the task's
+function is called (a length word, then the message; the length written last) and let go of
+(the length set to 0) once the task ended, before its span is sent. The collector reads it
+only once the writer is gone: a task whose process died under it (SIGKILL, the OOM killer,
+``os._exit``, a crash) still has its span, ended as its process was.
 """
 
 from __future__ import annotations
@@ -37,7 +44,10 @@ import struct
 MAGIC = b"PTRING\x00\x01"
 HEADER = 64
 CAPACITY = 1 << 20  # 1 MiB: about 3,000 pool task spans between two reads
-OFF_CAPACITY, OFF_WRITE, OFF_READ, OFF_ATTACHED = 8, 16, 24, 32
+OFF_CAPACITY, OFF_WRITE, OFF_READ, OFF_ATTACHED, OFF_SLOT = 8, 16, 24, 32, 40
+# The task slot after the data area: a length word, then a task's span as sent; one whose
+# span is longer (arguments of tens of kB) is not held, and lost if its process dies under it.
+SLOT = 1 << 16
 WORD_WRITE, WORD_READ = OFF_WRITE // 8, OFF_READ // 8  # as indexes of the header's words
 ATTACHED, REFUSED = 1, 2  # the byte at OFF_ATTACHED
 U64 = struct.Struct("<Q")

@@ -16,6 +16,7 @@ import binascii
 from collections.abc import Iterable
 from typing import Any
 
+from .._core.names import TASK_CPU
 from .._core.records import EncodedSpan, Event, Finished, Link, SpanData
 from .protobuf import _ld  # a length-delimited field: ScopeSpans.spans is field 2
 
@@ -163,6 +164,20 @@ def decode(record: EncodedSpan) -> SpanData:
         ]
         data["links"] = links
     return data
+
+
+def running(data: bytes) -> SpanData | None:
+    """A task's span as its worker wrote it before the call (``_core.ring``'s slot): its
+    start, name, parent and arguments, without the end, status and CPU time it had not got
+    yet; None if the bytes are not a span."""
+    checked = check_bytes(data)
+    if checked is None:
+        return None
+    span = decode(checked)
+    for key in ("end", "status", "message"):
+        span.pop(key, None)  # type: ignore[misc]
+    span["attrs"].pop(TASK_CPU, None)
+    return span
 
 
 def expand(records: Iterable[Finished]) -> list[SpanData]:

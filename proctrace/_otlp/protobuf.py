@@ -164,12 +164,17 @@ class TaskSpans:
     (its arguments' reprs, its CPU time) when it ends. For calls that ended with no status,
     events or links."""
 
-    __slots__ = ("_attrs", "_head", "_middle")
+    __slots__ = ("_attrs", "_head", "_middle", "end_at")
+    CPU_BACK = len(_UNSET) + 8  # where the CPU time's double starts, from the end
 
     def __init__(self, trace_id: str, parent_id: str | None, name: str, attrs: Mapping[str, Any]):
         self._head = _head(trace_id) + b"\x12\x08"
         self._middle = _parent_name_kind(parent_id, name, 0) + b"\x39"
         self._attrs = _attributes(b"\x4a", attrs)
+        # Where the end time's 8 bytes are in every message: after the span id, the parent,
+        # the name, the kind and the start time (a message made before the call has its end
+        # written in later, with its CPU time, CPU_BACK bytes from the end).
+        self.end_at = len(self._head) + 8 + len(self._middle) + 8 + 1
 
     def encode(
         self,

@@ -69,15 +69,18 @@ def test_a_pool_worker_killed_mid_map_loses_none_of_its_finished_tasks(
     run_script, receiver, method
 ):
     """Task spans published in a worker's ring before SIGKILL are all read once its
-    connection ends: 0..299 ran in the first worker, each once."""
+    connection ends: 0..299 ran in the first worker, each once; 300, the task that killed
+    it, is ended ERROR as its worker was (``test_cut_off.py`` has the rest of that)."""
     run = run_script(POOL_KILLED, method, env=receiver.env())
     assert run.returncode == 0, run.stderr
     receiver.wait_for_spans(300 + 1, timeout=30)
     time.sleep(0.5)
     steps = by_name(receiver.spans)["step"]
     shown = sorted(int(s.attributes["proctrace.args"][0]) for s in steps)
-    assert shown[:300] == list(range(300))
-    assert 300 not in shown  # the task that killed its worker has no finished span
+    assert shown[:301] == list(range(301)) and shown.count(300) == 1
+    killer = next(s for s in steps if s.attributes["proctrace.args"] == ("300",))
+    assert killer.status_code == "ERROR"
+    assert all(s.status_code == "UNSET" for s in steps if s is not killer)
     assert len(shown) == len(set(shown))
 
 

@@ -1,0 +1,175 @@
+"""A pool task whose worker dies under it still has its span, ended as its worker was.
+
+The worker holds the running task's span in its ring's slot (``_core.ring``); the agent
+takes it once the worker's connection ends and ends it with the worker's span: SIGKILL,
+``os._exit``, the pool's own terminate(), the whole group stopped. Each other task's span
+arrives once, and a task that finished is never reported as cut off.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import ROOT, by_name, clean_env
+
+DURING = "process ended during the task"
+
+EXECUTOR_KILLED = """
+import os, signal, sys, multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from proctrace import traced
+
+@traced
+def work(n, token):
+    if n == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return n * 2
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(sys.argv[1])
+    with ProcessPoolExecutor(1, mp_context=ctx) as ex:
+        try:
+            print(list(ex.map(work, range(6), ["tk-0123456789"] * 6)))
+        except Exception as exc:
+            print("broken:", type(exc).__name__)
+"""
+
+
+def test_the_task_that_killed_its_executor_worker_has_its_span(run_script, receiver, method):
+    """SIGKILL inside the fourth task of a one-worker executor: tasks 0-2 once each, UNSET;
+    task 3 ERROR, its arguments (a secret one redacted), exit code -9, abnormal, inside its
+    worker's life, under the span it was submitted from; tasks 4-5 never ran."""
+    run = run_script(EXECUTOR_KILLED, method, env=receiver.env())
+    assert run.returncode == 0, run.stderr
+    assert "broken: BrokenProcessPool" in run.stdout
+    receiver.wait_for_spans(6, timeout=30)
+    time.sleep(0.5)
+    spans = by_name(receiver.spans)
+    tasks = {s.attributes["proctrace.args"][0]: s for s in spans["work"]}
+    assert sorted(tasks) == ["0", "1", "2", "3"], sorted(tasks)
+    assert len(spans["work"]) == 4
+    killer = tasks["3"]
+    assert all(tasks[n].status_code == "UNSET" for n in "012")
+    assert killer.status_code == "ERROR"
+    assert killer.status_message.startswith(DURING + ": "), killer.status_message
+    assert killer.attributes["proctrace.abnormal_end"] is True
+    assert killer.attributes["process.exit.code"] == -9
+    assert killer.attributes["proctrace.args"] == ("3", "[REDACTED]")
+    assert "tk-0123456789" not in repr(receiver.spans)
+    assert "proctrace.task.cpu_s" not in killer.attributes
+    (worker,) = [s for s in receiver.spans if s.name.endswith("_process_worker")]
+    assert worker.status_code == "ERROR"
+    assert killer.attributes["process.pid"] == worker.attributes["process.pid"]
+    assert killer.parent_span_id == tasks["0"].parent_span_id
+    assert killer.trace_id == worker.trace_id
+    assert worker.start_time_unix_nano <= killer.start_time_unix_nano
+    assert killer.start_time_unix_nano <= killer.end_time_unix_nano
+    assert killer.end_time_unix_nano <= worker.end_time_unix_nano
+
+
+POOL_EXITED = """
+import os, sys, time, multiprocessing
+import proctrace
+
+def crunch(n):
+    if n == 7:
+        os._exit(7)
+    if n == 8:
+        time.sleep(60)
+    return n
+
+if __name__ == "__main__":
+    proctrace.instrument()
+    pool = multiprocessing.get_context(sys.argv[1]).Pool(1)
+    print(pool.map(crunch, [1, 2]))
+    pool.apply_async(crunch, (7,))  # os._exit: multiprocessing replaces the worker
+    time.sleep(1.0)
+    pool.apply_async(crunch, (8,))  # still running when the pool is terminated
+    time.sleep(1.0)
+    pool.terminate()
+    pool.join()
+"""
+
+
+def test_os_exit_and_terminate_in_a_pool_task_end_its_span_as_the_worker_ended(
+    run_script, receiver, method
+):
+    """``os._exit(7)`` in a task: its span ERROR with exit code 7; the pool's terminate()
+    during a sleeping task: ERROR, the pool stopped it (SIGTERM), exit code -15, while the
+    worker's own span stays a normal end. Finished tasks: once each, UNSET."""
+    run = run_script(POOL_EXITED, method, env=receiver.env())
+    assert run.returncode == 0, run.stderr
+    receiver.wait_for_spans(7, timeout=30)
+    time.sleep(0.5)
+    spans = by_name(receiver.spans)
+    tasks = {s.attributes["proctrace.args"]: s for s in spans["crunch"]}
+    assert sorted(tasks) == [("1",), ("2",), ("7",), ("8",)] and len(spans["crunch"]) == 4
+    assert tasks[("1",)].status_code == tasks[("2",)].status_code == "UNSET"
+    exited = tasks[("7",)]
+    assert exited.status_code == "ERROR" and exited.status_message.startswith(DURING)
+    assert exited.attributes["process.exit.code"] == 7
+    assert exited.attributes["proctrace.abnormal_end"] is True
+    stopped = tasks[("8",)]
+    assert stopped.status_code == "ERROR"
+    assert stopped.status_message == DURING + ": its pool stopped it (SIGTERM)"
+    assert stopped.attributes["process.exit.code"] == -15
+    assert stopped.attributes["proctrace.terminated"] is True
+    assert "proctrace.abnormal_end" not in stopped.attributes
+    workers = {
+        s.attributes["process.pid"]: s for s in receiver.spans if s.name.endswith(".worker")
+    }
+    assert workers[stopped.attributes["process.pid"]].status_code == "UNSET"
+    assert workers[exited.attributes["process.pid"]].status_code == "ERROR"
+    assert stopped.duration_ms >= 800
+
+
+GROUP_STOPPED = """
+import sys, time, multiprocessing
+import proctrace
+
+def nap(n):
+    time.sleep(60 if n == 2 else 0)
+    return n
+
+if __name__ == "__main__":
+    proctrace.instrument()
+    pool = multiprocessing.get_context(sys.argv[1]).Pool(1)
+    pool.map(nap, [0, 1])
+    pool.apply_async(nap, (2,))
+    print("ready", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_task_running_when_the_group_is_stopped_is_reported(tmp_path, receiver, method):
+    """SIGTERM to the whole process group while a pool task sleeps: the task's span arrives,
+    ERROR, saying the group was stopped by SIGTERM (it was lost before)."""
+    script = tmp_path / "prog.py"
+    script.write_text(GROUP_STOPPED)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), method], cwd=tmp_path, env=clean_env(**receiver.env()),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    receiver.wait_for_spans(5, timeout=30)
+    time.sleep(0.5)
+    naps = {s.attributes["proctrace.args"]: s for s in by_name(receiver.spans)["nap"]}
+    assert sorted(naps) == [("0",), ("1",), ("2",)]
+    cut = naps[("2",)]
+    assert cut.status_code == "ERROR" and DURING in cut.status_message
+    assert "SIGTERM" in cut.status_message
+    assert cut.attributes["proctrace.stopped_by"] == "SIGTERM"
+
+
+assert ROOT  # the package under test is the one beside the tests (conftest puts it first)
