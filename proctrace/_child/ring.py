@@ -1,9 +1,10 @@
 """The writer's side of the ring (``_core.ring``): a worker's busiest records in shared memory.
 
-Created on a process's first pool task span (``wire``), handed to the collector with a
-``ring`` record, and used once the collector says it reads it. A record that does not fit
-(the collector is behind, or it is bigger than the ring) goes over the socket instead:
-the ring never blocks the program, and never drops a record.
+Created at a process's first pool task (``wire.task_ring``) or the first record that goes
+into one, handed to the collector with a ``ring`` record, and written from the start. A
+record that does not fit (the collector is behind, or it is bigger than the ring) goes over
+the socket instead: the ring never blocks the program, and never drops a record. Its slot
+holds the span of the pool task running now (``hold``, ``free``).
 """
 
 from __future__ import annotations
