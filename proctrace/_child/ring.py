@@ -43,10 +43,13 @@ class Writer:
         n = len(span)
         if self.held or n > _SLOT_ROOM:
             return False
-        self.held = True
         at = _SLOT_AT + self.capacity
-        self.mm[at : at + n] = span
-        self.slot[0] = n  # last: the collector takes only a whole message
+        try:
+            self.mm[at : at + n] = span
+            self.slot[0] = n  # last: the collector takes only a whole message
+        except ValueError:  # closed by another thread meanwhile (a new connection)
+            return False
+        self.held = True
         return True
 
     def free(self) -> None:

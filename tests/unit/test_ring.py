@@ -149,3 +149,31 @@ def test_the_collector_pauses_longer_between_turns_that_bring_few_spans():
     for _ in range(3):
         delivered += 1
         assert pace.rest(delivered, in_process=True) == Pace.BURST
+
+
+def test_the_slot_holds_the_running_task_until_it_is_let_go_of():
+    """The writer holds one running task's span in the slot (not a second one, nor one too
+    big for it), the reader takes it as written, and finds nothing once it is let go of or
+    the ring is closed (a new connection: the task then ends on the next ring)."""
+    writer, reader = _pair()
+    assert reader.in_flight() is None
+    assert writer.hold(b"task one")
+    assert not writer.hold(b"a task inside it")
+    assert reader.in_flight() == b"task one"
+    writer.free()
+    assert reader.in_flight() is None
+    assert not writer.hold(b"x" * fmt.SLOT)
+    assert writer.hold(b"task two" * 100) and reader.in_flight() == b"task two" * 100
+    writer.close()
+    assert reader.in_flight() is None
+    assert not writer.hold(b"after close")
+    writer.free()  # nothing held: nothing to do
+
+
+def test_a_ring_whose_slot_size_is_not_the_format_s_is_refused():
+    writer = writer_side.create(4096)
+    if writer is None:
+        pytest.skip("no memfd_create here")
+    fmt.U64.pack_into(writer.mm, fmt.OFF_SLOT, 4096)
+    with pytest.raises(rings.RingError):
+        rings.Reader(os.dup(writer.fd))

@@ -4,6 +4,8 @@ need the record get it back whole."""
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
@@ -242,3 +244,27 @@ def test_spans_that_share_a_prefix_but_not_their_attributes_are_each_written_as_
     ]
     assert otlpjson.dumps(batch, {}) == _reference_line(batch, {})
     assert len(otlpjson._RUNS) == 1  # both begin with the same 32 bytes
+
+
+@pytest.mark.parametrize(("args", "kwargs", "cpu"), CASES)
+def test_a_span_encoded_before_the_call_and_ended_after_it_is_the_one_encoded_at_the_end(
+    args, kwargs, cpu
+):
+    """``tasks.run`` encodes before the call (the slot holds that) and writes the end time and
+    CPU time in at ``end_at`` and ``CPU_BACK`` after it: the bytes are the same as encoding
+    then, and the agent reads the message held as the running task's start."""
+    spans = protobuf.TaskSpans(TRACE, PARENT, "work", PROCESS)
+    before = spans.encode(SPAN, 10**18, 0, args, kwargs, 0.0)
+    ended = bytearray(before)
+    struct.pack_into("<Q", ended, spans.end_at, 10**18 + 5000)
+    struct.pack_into("<d", ended, len(ended) - spans.CPU_BACK, cpu)
+    assert bytes(ended) == spans.encode(SPAN, 10**18, 10**18 + 5000, args, kwargs, cpu)
+    running = encoded.running(before)
+    expected = record(args, kwargs, cpu)
+    for key in ("end", "status", "message"):
+        del expected[key]
+    del expected["attrs"][names.TASK_CPU]
+    if args is not None and any("\udcff" in a for a in args):
+        expected["attrs"][names.ARGS] = [a.replace("\udcff", "?") for a in args]
+    assert running == expected
+    assert encoded.running(b"\xff" * 40) is None
