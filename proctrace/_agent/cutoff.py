@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .._core import names
 from .._core.records import SpanData
+from . import processes as _processes
 
 DURING = "process ended during the task"
 # The attributes of the process's end that say how it ended: the task's say the same.
@@ -20,12 +21,19 @@ _CARRIED = (
 )
 
 
-def ended_with(process: SpanData, tasks: list[SpanData]) -> list[SpanData]:
-    """``tasks``, cut off by the end of ``process`` (ended already), ended as it was."""
+def ended_with(process: SpanData, tasks: list[SpanData], abnormal: str) -> list[SpanData]:
+    """``tasks``, cut off by the end of ``process`` (ended already), ended as it was
+    (``abnormal``: the reason of a process that ended before its span did)."""
     attrs = process["attrs"]
     why = process.get("message") or ""
-    if not why and attrs.get(names.TERMINATED):
-        why = "its pool stopped it (SIGTERM)"
+    code = attrs.get(names.EXIT_CODE)
+    if why == abnormal:  # "process ended before its span did (...)": said once
+        why = abnormal[abnormal.index("(") :]
+    elif why.startswith("process "):
+        why = why[len("process ") :]
+    elif not why and attrs.get(names.TERMINATED):
+        signal = _processes.signal_name(-code) if isinstance(code, int) and code < 0 else ""
+        why = f"its pool stopped it ({signal or 'a signal'})"
     elif not why and attrs.get(names.EXEC):
         why = "it exec'd another program"
     end = process.get("end") or 0
@@ -35,6 +43,6 @@ def ended_with(process: SpanData, tasks: list[SpanData]) -> list[SpanData]:
                 task["attrs"][key] = attrs[key]
         task["end"] = max(end, task["start"])
         task["status"] = names.STATUS_ERROR
-        task["message"] = f"{DURING}: {why}" if why else DURING
+        task["message"] = f"{DURING} {why}".rstrip() if why[:1] in ("", "(") else f"{DURING}: {why}"
         task["events"] = []
     return tasks

@@ -359,7 +359,7 @@ class Fates:
         self._emit(record)
         tasks = self._tasks.pop(record["span"], None)
         if tasks:
-            for task in _cutoff.ended_with(record, tasks):
+            for task in _cutoff.ended_with(record, tasks, ABNORMAL):
                 self._emit(task)
 
     def _end_execed(self, record: SpanData, fate: _Fate) -> None:

@@ -12,8 +12,9 @@ and multiprocessing); the multiprocessing backend's pool then leaves the batch a
 loky starts its workers through ``BaseProcess.start``, so they get a carrier like any child;
 its executor is stamped with the span current at its creation, as ``ProcessPoolExecutor`` is,
 which makes them pool workers: a span each, named after loky's worker loop, arguments not
-recorded. When loky kills its own workers on shutdown (joblib aborting a call after an
-exception), that is reported as the pool stopping its worker, not as a failure.
+recorded. When loky kills its own workers (on shutdown, joblib aborting a call after an
+exception, or after one of them died), that is reported as the pool stopping its worker, not
+as a failure; the one that died, with the exit code loky saw.
 
 Nothing here imports joblib, and nothing loads this module before the program imports joblib
 (``_hooks.install`` waits for it).
@@ -158,10 +159,16 @@ def _patch_loky(module: ModuleType) -> None:
 
     def kill(original: Any) -> Any:
         def kill_workers(self: Any, reason: str = "") -> None:
-            if reason == "executor shutting down":  # not "broken executor": that one crashed
-                from .._starter import carrier as _carrier
+            # loky SIGKILLs its workers itself (shutting down, or broken: one of them died)
+            # and never joins them: the one that died is reported with its exit code (loky
+            # reaped it already), each other one as stopped by its pool.
+            from .._starter import carrier as _carrier
 
-                for process in list(self.processes.values()):
+            for process in list(self.processes.values()):
+                code = process.exitcode
+                if code is not None:
+                    _carrier.report(process, "exited", code)
+                else:
                     _carrier.report(process, "signal", 9)
             original(self, reason)
 
