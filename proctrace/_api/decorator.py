@@ -9,6 +9,7 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from .._child import run as _run
 from .._core import arguments as _arguments
+from .._core.frames import drop_own
 from .._core.spec import TraceSpec
 from .._hooks import install as _hooks
 from .._hooks.calls import call, call_async, call_async_generator, call_generator
@@ -98,7 +99,11 @@ def traced(
 
             @functools.wraps(target)
             def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-                return cast(R, call(target, spec, args, kwargs))
+                try:
+                    return cast(R, call(target, spec, args, kwargs))
+                except BaseException as exc:  # shown from here on: the function's frames
+                    drop_own(exc)
+                    raise
 
         wrapper.__proctrace__ = spec  # type: ignore[attr-defined]
         _hooks.install(by_decorator=True)

@@ -224,4 +224,30 @@ def _program(run: Any, first: types.CodeType) -> None:
         raise SystemExit(1) from None
     except BaseException as exc:  # SystemExit, KeyboardInterrupt: they end the program so
         _starter.program_ended(exc)
+        if isinstance(exc, KeyboardInterrupt):
+            _print_interrupt(exc, first)
         raise
+
+
+def _print_interrupt(exc: KeyboardInterrupt, first: types.CodeType) -> None:
+    """Print an uncaught Ctrl-C from the program's first frame on, as python does, and leave
+    it out of python's own printing, after which python still dies of SIGINT."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code is not first:
+        tb = tb.tb_next
+    if tb is None:
+        return
+    hook = sys.excepthook
+    whole = exc.__traceback__
+    exc.__traceback__ = tb  # python's hook prints the exception's own
+    try:
+        hook(type(exc), exc, tb)
+    except Exception:  # a broken hook: python's own printing shows it all
+        exc.__traceback__ = whole
+        return
+
+    def printed(kind: Any, value: Any, traceback: Any) -> None:
+        if value is not exc:
+            hook(kind, value, traceback)
+
+    sys.excepthook = printed

@@ -18,6 +18,7 @@ from typing import Any
 
 from .._child import run as _run
 from .._child import span as _span
+from .._core.frames import drop_own
 from .._core.ids import SpanRef, parse_traceparent
 from .._core.spec import PLAIN, TraceSpec, resolve, spec_of
 from . import registry
@@ -57,7 +58,11 @@ class ProcessTarget(StandIn):
             registry.enable_instrument()  # grandchildren and pool tasks of this child too
         # A partial, a bound method or a callable instance: the span is the function's.
         target, args, kwargs = resolve(self.target, args, kwargs)
-        return _run.run_process(target, self.spec, carrier, args, kwargs)
+        try:
+            return _run.run_process(target, self.spec, carrier, args, kwargs)
+        except BaseException as exc:
+            drop_own(exc)
+            raise
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (ProcessTarget, (self.target, self.spec))
@@ -82,7 +87,11 @@ class RunMethod:
         assert carrier is not None
         if carrier.get("instrument"):
             registry.enable_instrument()
-        return _run.run_process(run, self.spec, carrier, (proc,), {})
+        try:
+            return _run.run_process(run, self.spec, carrier, (proc,), {})
+        except BaseException as exc:
+            drop_own(exc)
+            raise
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (RunMethod, (self.spec,))
@@ -98,33 +107,37 @@ class Task:
         self.traceparent = traceparent
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        tasks = _tasks or load_tasks()
-        if type(self.fn) is FunctionType:
-            plan = tasks.find(self.fn, self.traceparent)
-            if plan is not None:  # an earlier task alike in this worker worked it all out
-                return tasks.run(plan, args, kwargs)
-        ids = _parents.get(self.traceparent)
-        if ids is None:
-            ids = parse_traceparent(self.traceparent)
+        try:
+            tasks = _tasks or load_tasks()
+            if type(self.fn) is FunctionType:
+                plan = tasks.find(self.fn, self.traceparent)
+                if plan is not None:  # an earlier task alike in this worker worked it all out
+                    return tasks.run(plan, args, kwargs)
+            ids = _parents.get(self.traceparent)
             if ids is None:
-                return self.fn(*args, **kwargs)
-            if len(_parents) > 1024:
-                _parents.clear()
-            _parents[self.traceparent] = ids
-        spec = spec_of(self.fn)
-        if spec is None and registry.instrumenting():
-            spec = PLAIN
-        if spec is None:  # not traced: only carry the context to whatever it does
-            with _span.activate(_span.Parent(*ids)):
-                return self.fn(*args, **kwargs)
-        target = self.fn
-        if type(target) is not FunctionType:  # a partial, a method, an instance: see through
-            target, args, kwargs = resolve(target, args, kwargs)  # (each time: its own args)
-        key = (target, self.traceparent)
-        if isinstance(getattr(target, "__proctrace__", None), TraceSpec):
-            target = getattr(target, "__wrapped__", target)  # the @traced wrapper's function
-        carrier = _run.carrier_of(multiprocessing.current_process())
-        return tasks.run_task(target, spec, carrier, args, kwargs, ids, key)
+                ids = parse_traceparent(self.traceparent)
+                if ids is None:
+                    return self.fn(*args, **kwargs)
+                if len(_parents) > 1024:
+                    _parents.clear()
+                _parents[self.traceparent] = ids
+            spec = spec_of(self.fn)
+            if spec is None and registry.instrumenting():
+                spec = PLAIN
+            if spec is None:  # not traced: only carry the context to whatever it does
+                with _span.activate(_span.Parent(*ids)):
+                    return self.fn(*args, **kwargs)
+            target = self.fn
+            if type(target) is not FunctionType:  # a partial, a method, an instance: see through
+                target, args, kwargs = resolve(target, args, kwargs)  # (each time: its own args)
+            key = (target, self.traceparent)
+            if isinstance(getattr(target, "__proctrace__", None), TraceSpec):
+                target = getattr(target, "__wrapped__", target)  # the @traced wrapper's function
+            carrier = _run.carrier_of(multiprocessing.current_process())
+            return tasks.run_task(target, spec, carrier, args, kwargs, ids, key)
+        except BaseException as exc:  # the task's own: sent to the caller as it is
+            drop_own(exc)
+            raise
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Task, (self.fn, self.traceparent))

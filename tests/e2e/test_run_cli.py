@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -374,3 +375,92 @@ def test_the_runs_last_lines_reach_stderr_when_it_began_inside_a_captured_test(
     else:
         assert re.match(r"proctrace: \d+ spans could not be sent to http://127.0.0.1:9 ", last)
         assert "send them later with: proctrace send .proctrace/" in last
+
+
+SLEEPER = """
+import time
+
+def wait():
+    print("ready", flush=True)
+    time.sleep(30)
+
+wait()
+"""
+
+
+def test_ctrl_c_prints_the_programs_traceback_as_python_does(tmp_path):
+    """SIGINT to the group of ``proctrace run prog.py`` while it sleeps: the same
+    KeyboardInterrupt traceback as under python (it began with seven frames of proctrace's),
+    and the process still dies of SIGINT (user trial)."""
+    (tmp_path / "sleeper.py").write_text(SLEEPER)
+    outcomes = []
+    for command in ([sys.executable], [sys.executable, "-m", "proctrace", "run"]):
+        proc = subprocess.Popen(
+            [*command, "sleeper.py"], cwd=tmp_path, env=clean_env(PROCTRACE_EXPORTER="none"),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+            os.killpg(proc.pid, signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        outcomes.append((proc.returncode, err))
+    assert outcomes[1] == outcomes[0]
+    assert outcomes[0][0] == -signal.SIGINT and "KeyboardInterrupt" in outcomes[0][1]
+
+
+RAISING_CHILDREN = """
+import sys, multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+import proctrace
+
+def boom(x):
+    raise ValueError(x)
+
+@proctrace.traced
+def traced_boom(x):
+    raise ValueError(x)
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(sys.argv[1])
+    if sys.argv[2] == "instrument":
+        proctrace.instrument()
+        fn = boom
+    else:
+        fn = traced_boom
+    p = ctx.Process(target=fn, args=(1,))
+    p.start()
+    p.join()
+    with ctx.Pool(1) as pool:
+        try:
+            pool.apply(fn, (2,))
+        except ValueError as exc:
+            print(exc.__cause__, file=sys.stderr)
+    with ProcessPoolExecutor(1, mp_context=ctx) as ex:
+        try:
+            ex.submit(fn, 3).result()
+        except ValueError as exc:
+            print(exc.__cause__, file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("how", ["instrument", "decorated"])
+def test_a_childs_traceback_shows_no_frames_of_proctraces_but_the_one_in_its_functions_place(
+    run_script, method, how
+):
+    """A process target's traceback on stderr, and a pool's and an executor's remote
+    traceback, hold one frame of proctrace's, where the traced function is called (the
+    decorator's, or the stand-in ``instrument()`` puts there), and none of its inner ones
+    (three or four more, before: the span opened, the call in it, its end)."""
+    run = run_script(RAISING_CHILDREN, method, how, env={"PROCTRACE_QUIET": "true"})
+    assert run.returncode == 0, run.stderr
+    blocks = run.stderr.split("Traceback (most recent call last):")[1:]
+    assert len(blocks) == 3, run.stderr
+    for block in blocks:
+        frames = re.findall(r'File "([^"]+)", line \d+, in (\S+)', block)
+        assert frames[-1][1] in ("boom", "traced_boom"), block
+        ours = [f for f in frames if f"{os.sep}proctrace{os.sep}" in f[0]]
+        assert len(ours) == 1, block
+        assert ours[0][0].endswith(("_hooks/targets.py", "_api/decorator.py")), block
