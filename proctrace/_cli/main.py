@@ -103,6 +103,24 @@ def _send(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         sys.exit(1)
 
 
+def _check_html_out(path: str, parser: argparse.ArgumentParser) -> None:
+    """Refuse to write the page over a file that is not a page this command wrote: ``view
+    --html run.jsonl`` (the trace file taken as the page's name) overwrote that trace."""
+    try:
+        with open(path, "rb") as existing:
+            head = existing.read(64)
+    except FileNotFoundError:
+        return
+    except OSError:
+        return  # a directory, say: its error comes when the page is written
+    if head and not head.lstrip().lower().startswith(b"<!doctype html>"):
+        parser.exit(
+            2,
+            f"proctrace: will not write the page over {path}: it is not an HTML page "
+            "(--html takes the page's name: proctrace view TRACE... --html OUT.html)\n",
+        )
+
+
 def _view(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Read every path given (or the newest run), say in one line per file what could not be
     read, and exit 1 when nothing could."""
@@ -110,6 +128,8 @@ def _view(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from .._view import spans as _spans
     from .._view import text as _text
 
+    if ns.html and ns.html != "-":
+        _check_html_out(ns.html, parser)
     if ns.paths:
         reading = _reading.Reading().add(ns.paths)
     else:

@@ -179,3 +179,19 @@ def test_html_to_standard_output_and_send_tells_a_directory_from_a_missing_file(
         "proctrace: cannot read /dev/null: not a regular file: /dev/null",
         "proctrace: cannot read nothing.jsonl: no such file: nothing.jsonl",
     ]
+
+
+def test_html_never_overwrites_a_trace_file_taken_as_the_pages_name(tmp_path):
+    """``proctrace view --html run.jsonl`` (no page name given: the trace file becomes it)
+    wrote the page over that trace, exit status 0 (user trial). Now nothing is written, the
+    trace is whole, and the line says how to call it; an earlier page is still replaced."""
+    _example("create", tmp_path)
+    trace = next((tmp_path / ".proctrace").glob("*.jsonl"))
+    before = trace.read_bytes()
+    view = _proctrace(["view", "--html", str(trace)], tmp_path)
+    assert view.returncode == 2
+    assert view.stderr.startswith(f"proctrace: will not write the page over {trace}: ")
+    assert trace.read_bytes() == before
+    again = _proctrace(["view", str(trace), "--html", "page.html"], tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert _proctrace(["view", str(trace), "--html", "page.html"], tmp_path).returncode == 0
