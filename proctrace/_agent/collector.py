@@ -22,6 +22,7 @@ from .._core import names, records
 from .._core import ring as _fmt
 from .._core.records import ENCODED_END, ENCODED_START, Finished, SpanData
 from .._otlp import encoded as _encoded
+from . import cutoff as _cutoff
 from . import fates as _fates
 from . import framing as _framing
 from . import processes as _processes
@@ -115,11 +116,13 @@ class Collector:
                     break
         finally:
             for sock, conn in connections.items():
-                # What is already buffered is local: read it all before giving up on
-                # the processes that are still running.
+                # What is buffered is local: read before giving up on processes still running.
                 while self._read(sock, conn) and self._buffered(sock):
                     pass
+                task = _cutoff.held(conn.ring, running=True)  # the run ends, the task not
                 self._close_ring(conn)
+                if task:
+                    self._fates.cut_off(task, _cutoff.process_of(conn.open), -1)
                 for record in conn.open.values():
                     self._fates.abandon(record)
                 sock.close()
@@ -130,23 +133,20 @@ class Collector:
     def _end_of(self, conn: _Connection) -> None:
         """A connection ended (its process did): its ring read to the end, its open spans and
         the task it ran ended as its starter reported, or as lost; unless it runs on."""
-        flight = conn.ring.in_flight() if conn.ring is not None else None
+        task = _cutoff.held(conn.ring)  # the pool task it ran, if any
         self._close_ring(conn)
         pids = {r["attrs"].get(names.PID) for r in conn.open.values()} | {
             self._fates.pid_of(span) for span in conn.open
         }
         lives_on = next((p for p in pids if isinstance(p, int) and _processes.running(p)), None)
-        task = _encoded.running(flight) if flight else None  # the pool task it ran
         if task is not None:
-            process = next((s for s, r in conn.open.items() if r.get("process")), None)
-            self._fates.cut_off(task, process, lives_on)
+            self._fates.cut_off(task, _cutoff.process_of(conn.open), lives_on)
         for record in conn.open.values():
             self._fates.lost(record, lives_on)
         conn.open.clear()
 
     def _drain(self, conn: _Connection, final: bool = False) -> int:
-        """Handle what ``conn``'s process published in its ring since the last turn; how
-        many records that was."""
+        """Handle what ``conn``'s process published in its ring since the last turn; how many."""
         ring = conn.ring
         if ring is None:
             return 0

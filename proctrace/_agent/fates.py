@@ -83,8 +83,7 @@ class Fates:
         # on the child's connection, which the collector may read after the starter's own.
         self._early: dict[str, _Fate] = {}
         self.abnormal = 0
-        # Pool tasks a process was running when its connection ended, by its span id: they
-        # end with it (``cutoff``).
+        # Pool tasks a process ran when its connection ended, by its span id (``cutoff``).
         self._tasks: dict[str, list[SpanData]] = {}
         # A signal the agent itself received with the rest of the process group (SIGTERM from
         # docker stop or systemd, SIGHUP from a closed terminal, SIGINT from Ctrl-C).
@@ -242,10 +241,12 @@ class Fates:
             fate.deadline = time.monotonic() + (self._grace if signalled else HELD_GRACE)
 
     def cut_off(self, task: SpanData, process: str | None, lives_on: int | None) -> None:
-        """The connection of a process running ``task`` ended: the task ends when
-        ``process``'s span does (``cutoff``), or as a lost span of its own."""
+        """The connection of a process running ``task`` ended (``lives_on`` -1: the run did):
+        the task ends when ``process``'s span does (``cutoff``), or as a span of its own."""
         if process is not None and process in self._fates:
             self._tasks.setdefault(process, []).append(task)
+        elif lives_on == -1:
+            self.abandon(task)
         else:
             self.lost(task, lives_on)
 

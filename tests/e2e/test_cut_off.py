@@ -226,3 +226,53 @@ def test_a_loky_worker_that_died_under_a_task_and_the_one_loky_killed_after_it(
         if task is not died and task.status_code == "ERROR":
             assert task.status_message == DURING + ": its pool stopped it (SIGKILL)"
             assert task.attributes["process.pid"] == other.attributes["process.pid"]
+
+
+MAIN_KILLED = """
+import sys, time, multiprocessing
+import proctrace
+
+def nap(n):
+    time.sleep(n)
+    return n
+
+if __name__ == "__main__":
+    proctrace.instrument()
+    pool = multiprocessing.get_context(sys.argv[1]).Pool(2)
+    pool.map(nap, [0, 0])
+    pool.map_async(nap, [30, 30])
+    time.sleep(0.5)
+    print("ready", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_tasks_still_running_when_the_main_process_alone_is_killed_are_reported(
+    tmp_path, receiver, method
+):
+    """SIGTERM to the main process alone while both workers sleep in a task: the workers
+    outlive it, and their tasks' spans arrive, ERROR, still running when the program exited
+    (they were missing, user trial); the finished tasks once each."""
+    script = tmp_path / "prog.py"
+    script.write_text(MAIN_KILLED)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), method], cwd=tmp_path, env=clean_env(**receiver.env()),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        receiver.wait_for_spans(7, timeout=30)
+        time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+    naps = by_name(receiver.spans)["nap"]
+    assert sorted(s.attributes["proctrace.args"] for s in naps) == [("0",)] * 2 + [("30",)] * 2
+    for span in naps:
+        if span.attributes["proctrace.args"] == ("30",):
+            assert span.status_code == "ERROR"
+            assert span.status_message == "task was still running when the traced program exited"
+            assert span.attributes["proctrace.running_at_exit"] is True
+        else:
+            assert span.status_code == "UNSET"
