@@ -12,6 +12,7 @@ import subprocess
 import sys
 import sysconfig
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -401,6 +402,7 @@ def test_ctrl_c_prints_the_programs_traceback_as_python_does(tmp_path):
         )
         try:
             assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+            time.sleep(0.5)  # in time.sleep() by now, under both
             os.killpg(proc.pid, signal.SIGINT)
             _, err = proc.communicate(timeout=30)
         finally:
