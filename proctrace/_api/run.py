@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
         usage=(
             "proctrace run [options] script.py [args ...]\n"
             "       proctrace run [options] -m module [args ...]\n"
+            "       proctrace run [options] - [args ...]   (the program on standard input)\n"
             "       proctrace run [options] -- script.py [args ...]"
         ),
         description=(
@@ -171,12 +172,19 @@ def _run_script(program: list[str]) -> None:
         _fresh_main()
         _program(lambda: _run_module_as_main("__main__", alter_argv=False), _RUNPY_MAIN)
         return
+    if program[0] == "-":  # the program on standard input, as python reads it
+        sys.argv[0] = "-"
+        code = _compiled(sys.stdin.buffer.read(), "<stdin>")
+        _set_path0("")
+        main = _fresh_main(__file__="<stdin>", __cached__=None, __loader__=_builtin_importer())
+        _program(lambda: exec(code, main.__dict__), code)
+        return
     try:
         with io.open_code(path) as file:
             code = read_code(file)  # a .pyc file, else None
             if code is None:
                 file.seek(0)
-                code = compile(file.read(), path, "exec", dont_inherit=True)
+                code = _compiled(file.read(), path)
     except OSError as exc:
         _cannot_open(path, exc)
     from importlib.machinery import SourceFileLoader, SourcelessFileLoader
@@ -187,6 +195,26 @@ def _run_script(program: list[str]) -> None:
     _set_path0(os.path.dirname(os.path.realpath(path)))
     main = _fresh_main(__file__=path, __cached__=None, __loader__=loader)
     _program(lambda: exec(code, main.__dict__), code)
+
+
+def _builtin_importer() -> Any:
+    from importlib.machinery import BuiltinImporter
+
+    return BuiltinImporter
+
+
+def _compiled(source: bytes, filename: str) -> types.CodeType:
+    """The program's code; a syntax error in it printed as python prints it (no frames of
+    proctrace's), status 1."""
+    try:
+        return compile(source, filename, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as exc:  # ValueError: null bytes (3.11)
+        from .._starter import run as _starter
+
+        _starter.program_ended(exc)
+        exc.__traceback__ = None
+        sys.excepthook(type(exc), exc, None)
+        raise SystemExit(1) from None
 
 
 def _cannot_open(path: str, exc: OSError) -> NoReturn:

@@ -466,3 +466,22 @@ def test_a_childs_traceback_shows_no_frames_of_proctraces_but_the_one_in_its_fun
         ours = [f for f in frames if f"{os.sep}proctrace{os.sep}" in f[0]]
         assert len(ours) == 1, block
         assert ours[0][0].endswith(("_hooks/targets.py", "_api/decorator.py")), block
+
+
+def test_a_program_on_standard_input_and_a_syntax_error_are_as_python_has_them(tmp_path):
+    """``proctrace run - a b`` runs the program read from standard input, as ``python - a
+    b`` does (it looked for a file named ``-``), and a syntax error in the program prints as
+    python prints it, without proctrace's frames, status 1 (user trial)."""
+    (tmp_path / "bad.py").write_text("x = (\n")
+    _same(["bad.py"], tmp_path)
+    for source in (SHOW, "x = (\n", BOOM):
+        plain, traced = (
+            subprocess.run(
+                [*command, "-", "a", "b"], input=source, cwd=tmp_path,
+                env=clean_env(PROCTRACE_EXPORTER="none"), capture_output=True, text=True,
+                timeout=60,
+            )
+            for command in ([sys.executable], [sys.executable, "-m", "proctrace", "run"])
+        )
+        assert (traced.returncode, traced.stdout) == (plain.returncode, plain.stdout)
+        assert traced.stderr == plain.stderr
