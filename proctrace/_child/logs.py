@@ -239,13 +239,16 @@ def _configure_structlog() -> None:
     log_format = _log_format
 
     if structlog.is_configured():
-        processors = list(structlog.get_config()["processors"])
+        current = structlog.get_config()["processors"]
+        processors = list(current)
         if add_process_context not in processors:
             # Span events are taken last before rendering, after the application's own
             # processors (a redacting one among them) have had their say.
-            structlog.configure(
-                processors=[add_process_context, *processors[:-1], attach_to_span, *processors[-1:]]
-            )
+            chain = [add_process_context, *processors[:-1], attach_to_span, *processors[-1:]]
+            if isinstance(current, list):  # in place: loggers cached on first use hold it
+                current[:] = chain
+            else:
+                structlog.configure(processors=chain)
         return
     _ours = True
     structlog.configure(

@@ -8,6 +8,7 @@ import pty
 import subprocess
 import sys
 import textwrap
+import time
 
 from conftest import clean_env
 
@@ -160,3 +161,53 @@ def test_a_program_logging_to_stdout_keeps_stdout_its_own(run_script, method):
     assert [e["event"] for e in events] == ["process started", "process finished"]
     assert all(e["trace_id"] == own["trace_id"] for e in events)
     assert "level" not in events[0]  # the program's processors: no add_log_level among them
+
+
+CACHED_LOGGER = """
+import json, multiprocessing, sys
+import structlog
+import proctrace
+
+structlog.configure(
+    processors=[structlog.processors.add_log_level, structlog.processors.JSONRenderer()],
+    logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+    cache_logger_on_first_use=True,
+)
+log = structlog.get_logger()
+
+def child(n):
+    log.info("child working", n=n)
+
+def task(x):
+    log.info("task", x=x)
+    return x
+
+if __name__ == "__main__":
+    proctrace.instrument()
+    ctx = multiprocessing.get_context(sys.argv[1])
+    log.info("main start")  # the logger caches its processors here, before any child
+    p = ctx.Process(target=child, args=(1,))
+    p.start()
+    p.join()
+    with ctx.Pool(1) as pool:
+        pool.map(task, [1])
+"""
+
+
+def test_a_logger_cached_on_first_use_in_the_parent_gets_the_keys_in_children(
+    run_script, receiver, method
+):
+    """structlog's ``cache_logger_on_first_use``, the logger used in the parent first: a fork
+    child's and a pool task's events had no trace keys and were no span events (the
+    processors proctrace adds went into a new list the cached logger never saw)."""
+    run = run_script(CACHED_LOGGER, method, env={**receiver.env(), "PROCTRACE_QUIET": "true"})
+    assert run.returncode == 0, run.stderr
+    lines = {e["event"]: e for e in map(json.loads, run.stdout.splitlines())}
+    assert set(lines) == {"main start", "child working", "task"}
+    receiver.wait_for_spans(4, timeout=30)
+    time.sleep(0.5)
+    spans = {s.span_id: s for s in receiver.spans}
+    for event in ("child working", "task"):
+        line = lines[event]
+        assert len(line["trace_id"]) == 32 and line["span_id"] in spans, line
+        assert event in [e.name for e in spans[line["span_id"]].events]
