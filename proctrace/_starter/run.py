@@ -23,6 +23,7 @@ from .._core import ids as _ids
 from .._core import names, rundir, sampling
 from .._core import onimport as _onimport
 from .._core.ids import SpanRef, new_id
+from . import app_provider as _app
 from . import main_span
 
 if TYPE_CHECKING:
@@ -84,12 +85,14 @@ class Runtime:
         self.collector: Any = None
         self.root: _span.Span | None = None
         self.app_provider: Any = None
+        self.app_exit = False  # its shutdown at exit is the run's to do (app_provider)
         self.outcome = main_span.Outcome()
 
     def start(self) -> None:
-        provider = _application_provider()
+        provider = _app.installed()
         if provider is not None:
             self.app_provider = provider
+            self.app_exit = self.pid == os.getpid() and _app.take_exit(provider)
             self._start_collector_thread(self._listen(), provider)
         elif sampling.can_sample(self.settings.sampler, self.settings.sampler_ratio):
             self._start_agent(self._listen())
@@ -157,20 +160,9 @@ class Runtime:
             self.agent.finish(AGENT_EXIT_TIMEOUT)
         if self.collector_thread is not None:
             self.collector_thread.join(timeout=AGENT_EXIT_TIMEOUT)
+        if self.app_exit:
+            _app.shut_down(self.app_provider)
         rundir.remove(self.directory)
-
-
-def _application_provider() -> Any:
-    """The SDK TracerProvider the application installed itself, or None."""
-    if "opentelemetry.sdk.trace" not in sys.modules:
-        return None  # no SDK loaded: the application cannot have installed one
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
-
-    provider = trace.get_tracer_provider()
-    if getattr(type(provider), "proctrace_owned", False):
-        return None  # proctrace's own (_child/otel.py, _child/provider.py)
-    return provider if isinstance(provider, TracerProvider) else None
 
 
 def is_main_program() -> bool:

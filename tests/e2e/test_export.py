@@ -236,3 +236,40 @@ def test_a_trace_directory_set_for_one_command_is_named_in_the_hint(run_script, 
         capture_output=True, text=True, timeout=60,
     )
     assert view.returncode == 0 and "task" in view.stdout, view.stderr
+
+
+def test_an_application_provider_made_after_multiprocessing_gets_the_main_span(
+    run_script, receiver, method
+):
+    """The application made a ``Queue`` (so ``multiprocessing.util``'s exit hook came first)
+    and then its provider, with a batching processor and no ``shutdown()`` of its own: the
+    SDK's exit hook shut the provider down before the run ended in multiprocessing's, and the
+    main span never arrived, the child's span pointing at a parent nobody got (user trial).
+    The run now shuts the provider down once its spans reached it."""
+    source = """
+    import multiprocessing, sys
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    import proctrace
+
+    def task():
+        pass
+
+    if __name__ == "__main__":
+        ctx = multiprocessing.get_context(sys.argv[1])
+        queue = ctx.Queue()
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=sys.argv[2])))
+        trace.set_tracer_provider(provider)
+        proctrace.instrument()
+        p = ctx.Process(target=task)
+        p.start(); p.join()
+    """
+    run = run_script(source, method, receiver.endpoint)
+    assert run.returncode == 0, run.stderr
+    spans = by_name(settle(receiver, 2))
+    (main,) = spans["prog"]
+    assert spans["task"][0].parent_span_id == main.span_id
+    assert "failed to shut down" not in run.stderr
