@@ -116,11 +116,11 @@ class Collector:
                     break
         finally:
             for sock, conn in connections.items():
-                # What is buffered is local: read before giving up on processes still running.
-                while self._read(sock, conn) and self._buffered(sock):
+                while self._read(sock, conn) and self._buffered(sock):  # local: read it all
                     pass
-                task = _cutoff.held(conn.ring, running=True)  # the run ends, the task not
-                self._close_ring(conn)
+                self._close_ring(conn, keep=True)  # what it published, read: then its task
+                task = _cutoff.held(conn.ring, running=True)
+                self._close_ring(conn, drained=True)
                 if task:
                     self._fates.cut_off(task, _cutoff.process_of(conn.open), -1)
                 for record in conn.open.values():
@@ -170,11 +170,11 @@ class Collector:
             self._close_ring(conn, drained=True)
         return len(records)
 
-    def _close_ring(self, conn: _Connection, drained: bool = False) -> None:
+    def _close_ring(self, conn: _Connection, drained: bool = False, keep: bool = False) -> None:
         if conn.ring is not None:
             if not drained:
                 self._drain(conn, final=True)
-            if conn.ring is not None:
+            if conn.ring is not None and not keep:
                 conn.ring.close()
                 conn.ring = None
             self._rings.pop(conn, None)

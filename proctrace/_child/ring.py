@@ -39,17 +39,20 @@ class Writer:
 
     def hold(self, span: bytes) -> bool:
         """Put a task's span, as it would be sent, in the slot while the task runs (see
-        ``_core.ring``); False when the slot is taken (a task inside a task) or too small."""
+        ``_core.ring``), in place of whatever it held (a task inside a task takes it over; a
+        task interrupted before it could let go is over); False when it is too big."""
         n = len(span)
-        if self.held or n > _SLOT_ROOM:
+        self.free()
+        if n > _SLOT_ROOM:
             return False
         at = _SLOT_AT + self.capacity
+        self.held = True  # first: an interruption below still lets the slot go at free()
         try:
             self.mm[at : at + n] = span
             self.slot[0] = n  # last: the collector takes only a whole message
         except ValueError:  # closed by another thread meanwhile (a new connection)
+            self.held = False
             return False
-        self.held = True
         return True
 
     def free(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 from collections.abc import Sequence
 
@@ -107,12 +108,12 @@ def _check_html_out(path: str, parser: argparse.ArgumentParser) -> None:
     """Refuse to write the page over a file that is not a page this command wrote: ``view
     --html run.jsonl`` (the trace file taken as the page's name) overwrote that trace."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return  # a pipe, a terminal, /dev/stdout: nothing there to lose, nothing to read
         with open(path, "rb") as existing:
             head = existing.read(64)
-    except FileNotFoundError:
-        return
     except OSError:
-        return  # a directory, say: its error comes when the page is written
+        return  # not there, or not readable: its error, if any, comes when it is written
     if head and not head.lstrip().lower().startswith(b"<!doctype html>"):
         parser.exit(
             2,

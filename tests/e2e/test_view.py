@@ -192,6 +192,8 @@ def test_html_never_overwrites_a_trace_file_taken_as_the_pages_name(tmp_path):
     assert view.returncode == 2
     assert view.stderr.startswith(f"proctrace: will not write the page over {trace}: ")
     assert trace.read_bytes() == before
+    piped = _proctrace(["view", str(trace), "--html", "/dev/stdout"], tmp_path)
+    assert piped.returncode == 0 and piped.stdout.startswith("<!doctype html>")  # not read
     again = _proctrace(["view", str(trace), "--html", "page.html"], tmp_path)
     assert again.returncode == 0, again.stderr
     assert _proctrace(["view", str(trace), "--html", "page.html"], tmp_path).returncode == 0

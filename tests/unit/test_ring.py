@@ -152,17 +152,19 @@ def test_the_collector_pauses_longer_between_turns_that_bring_few_spans():
 
 
 def test_the_slot_holds_the_running_task_until_it_is_let_go_of():
-    """The writer holds one running task's span in the slot (not a second one, nor one too
-    big for it), the reader takes it as written, and finds nothing once it is let go of or
-    the ring is closed (a new connection: the task then ends on the next ring)."""
+    """The writer holds one running task's span in the slot (the latest; not one too big for
+    it), the reader takes it as written, and finds nothing once it is let go of or the ring
+    is closed (a new connection: the task then ends on the next ring)."""
     writer, reader = _pair()
     assert reader.in_flight() is None
     assert writer.hold(b"task one")
-    assert not writer.hold(b"a task inside it")
     assert reader.in_flight() == b"task one"
+    assert writer.hold(b"a task inside it")  # takes it over
+    assert reader.in_flight() == b"a task inside it"
     writer.free()
     assert reader.in_flight() is None
-    assert not writer.hold(b"x" * fmt.SLOT)
+    assert writer.hold(b"task two")
+    assert not writer.hold(b"x" * fmt.SLOT) and reader.in_flight() is None  # let go of
     assert writer.hold(b"task two" * 100) and reader.in_flight() == b"task two" * 100
     writer.close()
     assert reader.in_flight() is None
