@@ -174,6 +174,9 @@ def _run_script(program: list[str]) -> None:
         return
     if program[0] == "-":  # the program on standard input, as python reads it
         sys.argv[0] = "-"
+        if sys.stdin.isatty():  # python's interactive prompt, as python - on a terminal
+            _interactive()
+            return
         code = _compiled(sys.stdin.buffer.read(), "<stdin>")
         _set_path0("")
         main = _fresh_main(__file__="<stdin>", __cached__=None, __loader__=_builtin_importer())
@@ -195,6 +198,23 @@ def _run_script(program: list[str]) -> None:
     _set_path0(os.path.dirname(os.path.realpath(path)))
     main = _fresh_main(__file__=path, __cached__=None, __loader__=loader)
     _program(lambda: exec(code, main.__dict__), code)
+
+
+def _interactive() -> None:
+    """``python -`` on a terminal: the interactive interpreter, in a fresh ``__main__``."""
+    import code
+
+    _set_path0("")
+    main = _fresh_main(__loader__=_builtin_importer(), __spec__=None, __package__=None)
+    hook = getattr(sys, "__interactivehook__", None)
+    if hook is not None:  # readline and its completion, as python sets them up
+        hook()
+    console = code.InteractiveConsole(main.__dict__)
+    banner = (
+        f"Python {sys.version} on {sys.platform}\n"
+        'Type "help", "copyright", "credits" or "license" for more information.'
+    )
+    _program(lambda: console.interact(banner=banner, exitmsg=""), console.interact.__code__)
 
 
 def _builtin_importer() -> Any:

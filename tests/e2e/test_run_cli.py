@@ -485,3 +485,36 @@ def test_a_program_on_standard_input_and_a_syntax_error_are_as_python_has_them(t
         )
         assert (traced.returncode, traced.stdout) == (plain.returncode, plain.stdout)
         assert traced.stderr == plain.stderr
+
+
+def test_a_program_on_standard_input_that_is_a_terminal_is_the_interactive_prompt(tmp_path):
+    """``proctrace run -`` on a terminal is python's prompt, as ``python -`` there (it read
+    to Ctrl-D and ran the lines after it, with no prompt: review)."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its standard streams are the terminal
+        os.chdir(tmp_path)
+        os.environ.update(clean_env(PROCTRACE_EXPORTER="none"))
+        os.execv(sys.executable, [sys.executable, "-m", "proctrace", "run", "-"])
+    out = b""
+
+    def read_until(text: bytes, timeout: float = 30) -> None:
+        nonlocal out
+        deadline = time.monotonic() + timeout
+        while text not in out and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    out += os.read(fd, 4096)
+                except OSError:
+                    return
+
+    read_until(b">>> ")
+    os.write(fd, b"print(6 * 7)\n")
+    read_until(b"42")
+    os.write(fd, b"\x04")  # Ctrl-D: the prompt ends, and the program with it
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert b"Type \"help\"" in out and b"\n42\r\n" in out, out
+    assert os.waitstatus_to_exitcode(status) == 0
