@@ -124,7 +124,11 @@ class Runtime:
     def _start_agent(self, listener: socket.socket) -> None:
         from .agent_process import AgentProcess
 
-        self.agent = AgentProcess(listener.fileno(), self.settings_dict, self.pid)
+        try:
+            self.agent = AgentProcess(listener.fileno(), self.settings_dict, self.pid)
+        except OSError as exc:  # python itself could not be started (not this user's to run)
+            why = f"{sys.executable}: {exc.strerror or exc}"
+            raise _NoAgent(f"its agent could not be started ({why})") from None
         listener.close()
 
     def _start_collector_thread(self, listener: socket.socket, provider: Any) -> None:
@@ -313,7 +317,8 @@ def ensure() -> Runtime | None:
             runtime.start()
         except OSError as exc:
             rundir.remove(runtime.directory)
-            _give_up(f"its collector could not listen ({exc})")
+            why = f"its collector could not listen ({exc})"
+            _give_up(str(exc) if isinstance(exc, _NoAgent) else why)
             return None
         _runtime = runtime
         _schedule_exit()
@@ -321,6 +326,10 @@ def ensure() -> Runtime | None:
 
 
 _unavailable = False  # the run could not be set up here: tracing is off, said once
+
+
+class _NoAgent(OSError):
+    """The agent's process could not be started."""
 
 
 def _give_up(why: str) -> None:

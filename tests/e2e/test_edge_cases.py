@@ -382,3 +382,33 @@ def test_a_program_that_closes_proctraces_descriptors_gets_its_own_back(run_scri
     for span in (*spans["child"], *spans["child_closes"], *spans["prog"]):
         assert span.status_code != "ERROR", (span.name, span.status_message)
         assert "proctrace.abnormal_end" not in span.attributes
+
+
+NO_AGENT = """
+import sys, multiprocessing
+sys.executable = "/nonexistent/python3"  # the interpreter the agent would be started with
+import proctrace
+
+def task():
+    print("child ran")
+
+if __name__ == "__main__":
+    proctrace.instrument()
+    p = multiprocessing.get_context("fork").Process(target=task)
+    p.start(); p.join()
+    print("exit", p.exitcode)
+"""
+
+
+def test_an_agent_that_cannot_be_started_says_so_and_the_program_runs_on(run_script):
+    """The agent's interpreter cannot be run (another user's venv under a directory this one
+    cannot read, in a user trial): one line says the agent could not be started (it said the
+    collector could not listen), and the program runs on untraced."""
+    run = run_script(NO_AGENT)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["child ran", "exit 0"]
+    lines = [x for x in run.stderr.splitlines() if x.startswith("proctrace:")]
+    assert lines == [
+        "proctrace: this run is not traced: its agent could not be started "
+        "(/nonexistent/python3: No such file or directory)"
+    ]
