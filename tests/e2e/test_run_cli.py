@@ -510,11 +510,21 @@ def test_a_program_on_standard_input_that_is_a_terminal_is_the_interactive_promp
                 except OSError:
                     return
 
-    read_until(b">>> ")
-    os.write(fd, b"print(6 * 7)\n")
-    read_until(b"42")
-    os.write(fd, b"\x04")  # Ctrl-D: the prompt ends, and the program with it
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
+    status = None
+    try:
+        read_until(b">>> ")
+        os.write(fd, b"print(6 * 7)\n")
+        read_until(b"42\r\n>>> ")
+        os.write(fd, b"exit(3)\n")  # the prompt ends, and the program with it
+        deadline = time.monotonic() + 30
+        while status is None and time.monotonic() < deadline:
+            read_until(b"\0", 0.2)  # keep the terminal drained
+            done, code = os.waitpid(pid, os.WNOHANG)
+            status = code if done else None
+    finally:
+        if status is None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
     assert b"Type \"help\"" in out and b"\n42\r\n" in out, out
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert os.waitstatus_to_exitcode(status) == 3
