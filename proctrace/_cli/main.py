@@ -90,7 +90,8 @@ def _send(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
             print(f"proctrace: cannot read {path}: {exc}", file=sys.stderr)
             continue
         try:
-            sent = _send.send_file(path, settings)
+            sent, whole = _send.send_file(path, settings)
+            failed = failed or not whole  # lines it could not send: status 1
         except Exception as exc:  # the backend said no: keep the file, say why
             failed = True
             print(

@@ -31,14 +31,19 @@ class Unreadable(ValueError):
     """Nothing in the file could be sent, and why."""
 
 
-def send_file(path: str, settings: _config.Settings) -> int:
-    """Export every request in ``path``; return the number of spans sent.
+UNDELIVERED = "-undelivered.jsonl"  # what the agent names the spans its backend did not take
 
-    The file is removed once everything in it was accepted; on the first
-    failure it is kept untouched, and the error is raised. A line that cannot be
-    read or is not an export request is said on stderr (the first five, then a
-    count) and skipped: the rest is sent and the file kept. When nothing in it
-    can be read, ``Unreadable`` is raised and nothing is sent.
+
+def send_file(path: str, settings: _config.Settings) -> tuple[int, bool]:
+    """Export every request in ``path``; return the number of spans sent, and whether all of
+    the file was.
+
+    An undelivered file (``UNDELIVERED``) is removed once everything in it was accepted; any
+    other (a run's trace file, sent to a backend) is kept. On the first failure the file is
+    kept untouched, and the error is raised. A line that cannot be read or is not an export
+    request is said on stderr (the first five, then a count) and skipped: the rest is sent
+    and the file kept. When nothing in it can be read, ``Unreadable`` is raised and nothing
+    is sent.
     """
     if settings.endpoint is None:
         raise _config.ConfigurationError(
@@ -77,11 +82,12 @@ def send_file(path: str, settings: _config.Settings) -> int:
         sender.close()
     if count:
         _warn(f"{path} is kept: {count} line{'s' if count > 1 else ''} could not be sent")
-        return sent
-    problem = _otlpjson.remove_delivered(path)
-    if problem is not None:
-        _warn(f"{path} was sent but not removed: {problem}")
-    return sent
+        return sent, False
+    if path.endswith(UNDELIVERED):
+        problem = _otlpjson.remove_delivered(path)
+        if problem is not None:
+            _warn(f"{path} was sent but not removed: {problem}")
+    return sent, True
 
 
 def describe_error(exc: BaseException) -> str:

@@ -104,6 +104,35 @@ def test_send_keeps_the_file_when_the_backend_is_still_down(tmp_path, receiver):
     assert kept.exists()
 
 
+def test_send_keeps_a_runs_trace_file_and_fails_on_lines_it_could_not_send(tmp_path, receiver):
+    """`proctrace send` of a run's own trace file (to push it to a backend) delivers it and
+    keeps it: it removed it, the run's only local copy (user trial). A file with a line it
+    could not read is sent but for that line, kept, and the status is 1 (it was 0)."""
+    run = subprocess.run(
+        [sys.executable, "-m", "proctrace.examples.create"], cwd=tmp_path,
+        env=clean_env(PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    (trace,) = (tmp_path / ".proctrace").glob("*.jsonl")
+    command = [sys.executable, "-m", "proctrace", "send", "--endpoint", receiver.endpoint]
+    sent = subprocess.run(
+        [*command, str(trace)], cwd=tmp_path, env=clean_env(PYTHONPATH=str(ROOT)),
+        capture_output=True, text=True, timeout=60,
+    )
+    assert sent.returncode == 0, sent.stderr
+    count = len(receiver.wait_for_spans(1))
+    assert f"sent {count} spans" in sent.stdout and trace.exists()
+    broken = tmp_path / "broken-undelivered.jsonl"
+    broken.write_bytes(trace.read_bytes() + b'{"resourceSpans": [\n')
+    sent = subprocess.run(
+        [*command, str(broken)], cwd=tmp_path, env=clean_env(PYTHONPATH=str(ROOT)),
+        capture_output=True, text=True, timeout=60,
+    )
+    assert sent.returncode == 1, sent.stderr
+    assert f"sent {count} spans" in sent.stdout and broken.exists()
+    assert "is kept: 1 line could not be sent" in sent.stderr
+
+
 def test_send_uses_the_otlp_headers_and_reports_a_rejection_as_such(tmp_path):
     """`proctrace send` sends OTEL_EXPORTER_OTLP_HEADERS, as the run's exporter would have;
     a backend that answers 401 is reported as a rejection, and the file is kept."""

@@ -65,9 +65,10 @@ def _send_file(path: str) -> int | str:
                                 exporter="otlp", env={})
     with mock.patch.object(_send.transport, "Transport", _Sent):
         try:
-            return _send.send_file(path, settings_)
+            sent, _ = _send.send_file(path, settings_)
         except _send.Unreadable as exc:
             return str(exc)
+    return sent
 
 
 def _everything(data: bytes) -> None:
