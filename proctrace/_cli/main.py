@@ -136,7 +136,8 @@ def _view(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         reading = _reading.Reading().add(ns.paths)
     else:
         directory = os.environ.get("PROCTRACE_DIR") or _config.DEFAULT_TRACE_DIR
-        files = _reading.default_files(directory)
+        # The newest run; with --trace, every run there (the one named may be an older one).
+        files = [directory] if ns.trace else _reading.default_files(directory)
         if not files:
             parser.exit(1, f"proctrace: no trace files under {directory}\n")
         reading = _reading.Reading().add(files)

@@ -197,3 +197,17 @@ def test_html_never_overwrites_a_trace_file_taken_as_the_pages_name(tmp_path):
     again = _proctrace(["view", str(trace), "--html", "page.html"], tmp_path)
     assert again.returncode == 0, again.stderr
     assert _proctrace(["view", str(trace), "--html", "page.html"], tmp_path).returncode == 0
+
+
+def test_view_trace_finds_an_older_run_of_the_trace_directory(tmp_path):
+    """``proctrace view --trace ID`` with no path looks in every run of ``.proctrace``: it
+    looked in the newest run only, and said the older run's trace (named at its exit) was
+    not there (user trial)."""
+    ids = []
+    for _ in range(2):
+        run = _example("create", tmp_path)
+        ids.append(re.search(r"\(trace ([0-9a-f]{32})\)", run.stderr).group(1))
+    view = _proctrace(["view", "--trace", ids[0][:8]], tmp_path)
+    assert view.returncode == 0, view.stderr
+    assert view.stdout.startswith(f"trace {ids[0]}")
+    assert ids[1] not in view.stdout
