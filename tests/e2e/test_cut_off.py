@@ -128,6 +128,22 @@ def test_os_exit_and_terminate_in_a_pool_task_end_its_span_as_the_worker_ended(
     assert stopped.duration_ms >= 800
 
 
+def _ready(tmp_path, source: str, method: str, receiver) -> subprocess.Popen[str]:
+    """``source`` started in a session of its own, once it printed "ready"."""
+    script = tmp_path / "prog.py"
+    script.write_text(source)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), method], cwd=tmp_path, env=clean_env(**receiver.env()),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n", proc.stderr
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    return proc
+
+
 GROUP_STOPPED = """
 import sys, time, multiprocessing
 import proctrace
@@ -149,22 +165,15 @@ if __name__ == "__main__":
 def test_a_task_running_when_the_group_is_stopped_is_reported(tmp_path, receiver, method):
     """SIGTERM to the whole process group while a pool task sleeps: the task's span arrives,
     ERROR, saying the group was stopped by SIGTERM (it was lost before)."""
-    script = tmp_path / "prog.py"
-    script.write_text(GROUP_STOPPED)
-    proc = subprocess.Popen(
-        [sys.executable, str(script), method], cwd=tmp_path, env=clean_env(**receiver.env()),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
+    proc = _ready(tmp_path, GROUP_STOPPED, method, receiver)
     try:
-        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
         time.sleep(0.5)
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+        receiver.wait_for_spans(5, timeout=30)
+        time.sleep(0.5)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    receiver.wait_for_spans(5, timeout=30)
-    time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGKILL)
     naps = {s.attributes["proctrace.args"]: s for s in by_name(receiver.spans)["nap"]}
     assert sorted(naps) == [("0",), ("1",), ("2",)]
     cut = naps[("2",)]
@@ -253,14 +262,8 @@ def test_tasks_still_running_when_the_main_process_alone_is_killed_are_reported(
     """SIGTERM to the main process alone while both workers sleep in a task: the workers
     outlive it, and their tasks' spans arrive, ERROR, still running when the program exited
     (they were missing, user trial); the finished tasks once each."""
-    script = tmp_path / "prog.py"
-    script.write_text(MAIN_KILLED)
-    proc = subprocess.Popen(
-        [sys.executable, str(script), method], cwd=tmp_path, env=clean_env(**receiver.env()),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
+    proc = _ready(tmp_path, MAIN_KILLED, method, receiver)
     try:
-        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         receiver.wait_for_spans(7, timeout=30)
